@@ -1,0 +1,279 @@
+"""Datasets: loading (TFDS, upstream files, embedded, synthetic) and the tf.data pipeline.
+
+Every image reaches the model as float32 in [0, 1] (the documented input range); any
+normalisation happens inside the model. Arrays are held in memory as uint8, which is small
+for every data set used by the papers (SVHN with `extra` is the largest, about 1.9 GB).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+import pickle
+import struct
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+
+class DataError(Exception):
+    """A data set could not be found or read; the message says which flag to set."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    image_shape: tuple
+    num_classes: int
+    crop_padding: int  # pixels of zero padding before a random crop back to size; 0 = no crop
+    flip: bool  # random horizontal flips
+    local_layout: str  # what --local_data must hold
+
+
+DATASETS = {
+    # Madry's MNIST setup trains without augmentation.
+    "mnist": DatasetInfo("mnist", (28, 28, 1), 10, 0, False,
+                         "the four MNIST idx files (train-images-idx3-ubyte.gz, ...)"),
+    "cifar10": DatasetInfo("cifar10", (32, 32, 3), 10, 4, True,
+                           "cifar-10-batches-py/ (the python version of CIFAR-10)"),
+    "cifar100": DatasetInfo("cifar100", (32, 32, 3), 100, 4, True,
+                            "cifar-100-python/ (the python version of CIFAR-100)"),
+    # LRM sec. 5.1: SVHN uses crops after 4-pixel padding but no flips (digits are not symmetric).
+    "svhn_cropped": DatasetInfo("svhn_cropped", (32, 32, 3), 10, 4, False,
+                                "train_32x32.mat and test_32x32.mat (optionally extra_32x32.mat)"),
+    # scikit-learn's 8x8 digits: real data shipped inside a package, so the quickstart works offline.
+    "digits": DatasetInfo("digits", (8, 8, 1), 10, 0, False, "nothing (embedded in scikit-learn)"),
+}
+
+
+@dataclasses.dataclass
+class Arrays:
+    """A data set in memory: uint8 images NHWC and int64 labels."""
+    info: DatasetInfo
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+# ---------------------------------------------------------------------------- readers
+
+def _read_idx(path: str) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    _, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if dtype_code != 0x08:
+        raise DataError(f"{path}: not a uint8 idx file")
+    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _find(folder: str, candidates) -> str:
+    for c in candidates:
+        p = os.path.join(folder, c)
+        if os.path.exists(p):
+            return p
+    raise DataError(f"--local_data={folder} does not hold {candidates[0]}")
+
+
+def _load_mnist_local(folder: str):
+    def pair(prefix):
+        x = _read_idx(_find(folder, [f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-images.idx3-ubyte.gz"]))
+        y = _read_idx(_find(folder, [f"{prefix}-labels-idx1-ubyte.gz", f"{prefix}-labels.idx1-ubyte.gz"]))
+        return x[..., None], y.astype(np.int64)
+    return (*pair("train"), *pair("t10k"))
+
+
+def _unpickle(path: str) -> dict:
+    with open(path, "rb") as f:
+        return pickle.load(f, encoding="bytes")
+
+
+def _cifar_images(d: dict) -> np.ndarray:
+    # Upstream rows are channel-major (1024 R, 1024 G, 1024 B).
+    return d[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()
+
+
+def _load_cifar10_local(folder: str):
+    root = folder if os.path.exists(os.path.join(folder, "data_batch_1")) else \
+        _find(folder, ["cifar-10-batches-py"])
+    batches = [_unpickle(os.path.join(root, f"data_batch_{i}")) for i in range(1, 6)]
+    test = _unpickle(_find(root, ["test_batch"]))
+    x_train = np.concatenate([_cifar_images(b) for b in batches])
+    y_train = np.concatenate([np.asarray(b[b"labels"], np.int64) for b in batches])
+    return x_train, y_train, _cifar_images(test), np.asarray(test[b"labels"], np.int64)
+
+
+def _load_cifar100_local(folder: str):
+    root = folder if os.path.exists(os.path.join(folder, "train")) else \
+        _find(folder, ["cifar-100-python"])
+    train = _unpickle(_find(root, ["train"]))
+    test = _unpickle(_find(root, ["test"]))
+    return (_cifar_images(train), np.asarray(train[b"fine_labels"], np.int64),
+            _cifar_images(test), np.asarray(test[b"fine_labels"], np.int64))
+
+
+def _load_svhn_local(folder: str, use_extra: bool = False):
+    from scipy.io import loadmat  # scipy is only needed for this format
+
+    def read(name):
+        m = loadmat(_find(folder, [name]))
+        x = m["X"].transpose(3, 0, 1, 2)  # upstream is HWCN
+        y = m["y"].reshape(-1).astype(np.int64)
+        y[y == 10] = 0  # upstream labels the digit 0 as 10; TFDS uses 0
+        return x, y
+    x_train, y_train = read("train_32x32.mat")
+    if use_extra:
+        x_extra, y_extra = read("extra_32x32.mat")
+        x_train = np.concatenate([x_train, x_extra])
+        y_train = np.concatenate([y_train, y_extra])
+    return (x_train, y_train, *read("test_32x32.mat"))
+
+
+def _load_digits():
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    # 16 grey levels (0..16) scaled to uint8 so that the pipeline's /255 gives [0, 1].
+    x = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    y = d.target.astype(np.int64)
+    # The set is ordered by writer; a fixed permutation gives a class-balanced 80/20 split.
+    order = np.random.RandomState(0).permutation(len(y))
+    x, y = x[order], y[order]
+    n_train = 1437
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+
+
+def _load_tfds(name: str, data_dir: Optional[str], download: bool):
+    import tensorflow_datasets as tfds
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+        if not download:
+            raise DataError(_missing_message(name))
+        try:
+            builder.download_and_prepare()
+        except Exception as e:  # no network, bad data_dir: say what to do instead
+            raise DataError(f"{_missing_message(name)} (TFDS download failed: "
+                            f"{type(e).__name__})") from None
+    out = []
+    for split in ("train", "test"):
+        x, y = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, as_supervised=True))
+        out += [x.astype(np.uint8), y.astype(np.int64)]
+    return tuple(out)
+
+
+def _missing_message(name: str) -> str:
+    info = DATASETS[name]
+    return (f"dataset {name!r} is not available offline: set --local_data to a folder holding "
+            f"{info.local_layout}, or --data_dir to a prepared TFDS data directory")
+
+
+_LOCAL_READERS = {
+    "mnist": _load_mnist_local,
+    "cifar10": _load_cifar10_local,
+    "cifar100": _load_cifar100_local,
+    "svhn_cropped": _load_svhn_local,
+}
+
+
+def load_arrays(name: str, data_dir: Optional[str] = None, local_data: Optional[str] = None,
+                download: bool = True) -> Arrays:
+    """Loads a data set into memory.
+
+    Order of preference: the embedded set; `local_data` (upstream file layout); TFDS from
+    `data_dir` (downloading when `download` and the network allow).
+    """
+    info = dataset_info(name)
+    if name == "digits":
+        parts = _load_digits()
+    elif local_data:
+        if not os.path.isdir(local_data):
+            raise DataError(f"--local_data={local_data} is not a folder")
+        try:
+            parts = _LOCAL_READERS[name](local_data)
+        except (OSError, KeyError, ValueError, pickle.UnpicklingError) as e:
+            raise DataError(f"--local_data={local_data}: cannot read {name} "
+                            f"({type(e).__name__}: {e})") from None
+    else:
+        parts = _load_tfds(name, data_dir, download)
+    arrays = Arrays(info, *parts)
+    _check_shapes(arrays)
+    return arrays
+
+
+def synthetic_arrays(name: str, n_train: int = 256, n_test: int = 128, seed: int = 0) -> Arrays:
+    """Random images and labels of the right shape, for tests and dry runs of any data set."""
+    info = dataset_info(name)
+    rng = np.random.RandomState(seed)
+    def make(n):
+        x = rng.randint(0, 256, size=(n, *info.image_shape)).astype(np.uint8)
+        y = rng.randint(0, info.num_classes, size=n).astype(np.int64)
+        return x, y
+    return Arrays(info, *make(n_train), *make(n_test))
+
+
+def _check_shapes(a: Arrays):
+    for x, y, split in ((a.x_train, a.y_train, "train"), (a.x_test, a.y_test, "test")):
+        if x.shape[1:] != a.info.image_shape or len(x) != len(y):
+            raise DataError(f"{a.info.name} {split}: expected images {a.info.image_shape} with one "
+                            f"label each, got {x.shape} and {y.shape}")
+
+
+# ---------------------------------------------------------------------------- pipelines
+
+def to_float(images):
+    """uint8 [0, 255] -> float32 [0, 1], the range every model and attack works in."""
+    return tf.cast(images, tf.float32) / 255.0
+
+
+def _augment(info: DatasetInfo, seed: int):
+    pad = info.crop_padding
+    h, w, c = info.image_shape
+
+    def fn(x, y, s):
+        if pad:
+            x = tf.pad(x, [[pad, pad], [pad, pad], [0, 0]])
+            x = tf.image.stateless_random_crop(x, (h, w, c), seed=s)
+        if info.flip:
+            x = tf.image.stateless_random_flip_left_right(x, seed=s + 1)
+        return x, y
+    return fn
+
+
+def train_dataset(arrays: Arrays, batch_size: int, seed: int = 0, epoch: int = 0,
+                  augment: bool = True, limit: Optional[int] = None) -> tf.data.Dataset:
+    """One epoch of shuffled, augmented, batched training data (drop_remainder for fixed shapes).
+
+    Shuffling and augmentation are seeded by (seed, epoch), so a resumed run sees the same
+    epochs as an uninterrupted one.
+    """
+    x, y = arrays.x_train, arrays.y_train
+    if limit:
+        x, y = x[:limit], y[:limit]
+    n = len(y)
+    order = np.random.RandomState([seed, epoch]).permutation(n)
+    # An exact per-epoch permutation (no shuffle buffer), so resumed runs see identical epochs.
+    ds = tf.data.Dataset.from_tensor_slices((x[order], y[order]))
+    ds = ds.map(lambda a, b: (to_float(a), b), num_parallel_calls=tf.data.AUTOTUNE)
+    if augment and (arrays.info.crop_padding or arrays.info.flip):
+        aug = _augment(arrays.info, seed)
+        seeds = tf.data.Dataset.from_tensor_slices(
+            np.stack([np.full(n, seed * 1000003 + epoch, np.int64), np.arange(n)], axis=1))
+        ds = tf.data.Dataset.zip(ds, seeds).map(lambda xy, s: aug(xy[0], xy[1], s),
+                                                num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(arrays: Arrays, batch_size: int, limit: Optional[int] = None) -> tf.data.Dataset:
+    x, y = arrays.x_test, arrays.y_test
+    if limit:
+        x, y = x[:limit], y[:limit]
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).map(lambda a, b: (to_float(a), b))
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

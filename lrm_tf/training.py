@@ -1,0 +1,235 @@
+"""Training: the one Keras model whose `train_step` composes the configured objective, and the
+fit loop around it (schedules, checkpoints every epoch, resume, CSV and TensorBoard logs).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import sys
+import time
+from typing import Callable, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from lrm_tf import data as data_lib
+from lrm_tf import models
+from lrm_tf.objectives.compose import Objective, compute_objective
+from lrm_tf.rundir import RunDir
+from lrm_tf.schedules import make_schedule
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    batch_size: int = 128
+    train_epochs: int = 1
+    train_steps: int = 0  # >0 overrides train_epochs (Shafahi et al. count iterations)
+    lr_values: tuple = (0.1, 0.01, 0.001)
+    lr_boundaries: tuple = (100, 150)
+    lr_warmup: float = 0
+    schedule_unit: str = "epochs"
+    momentum: float = 0.9
+    weight_decay: float = 2e-4
+    seed: int = 0
+    checkpoint_every_steps: int = 0  # 0: only at the end of every epoch
+    train_limit: int = 0  # use only the first N training examples (0: all)
+    verbose: int = -1  # keras fit verbosity; -1: progress bar on a terminal, one line per epoch otherwise
+    jit_compile: bool = False
+
+
+class RobustTrainer(keras.Model):
+    """Wraps a classifier `net`; `train_step` builds the configured objective (SPEC T1-T14).
+
+    Only `net` is exported; this wrapper exists for `fit`. Every active objective term is a
+    `keras.metrics.Mean` tracker, so `fit` logs epoch means of exactly what was optimised.
+    """
+
+    def __init__(self, net: keras.Model, objective: Objective, num_classes: int,
+                 weight_decay: float = 0.0, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.net = net
+        self.objective = objective
+        self.num_classes = num_classes
+        self.weight_decay = weight_decay
+        self.seed = seed
+        self.term_trackers = {name: keras.metrics.Mean(name=name)
+                              for name in ["loss", *objective.term_names(weight_decay > 0)]}
+        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    def call(self, x, training=False):
+        return self.net(x, training=training)
+
+    @property
+    def metrics(self):
+        return [*self.term_trackers.values(), self.accuracy_tracker]
+
+    def _step_seed(self):
+        # Stateless randomness keyed on (seed, step): resumed and distributed runs draw the same.
+        return tf.stack([tf.constant(self.seed, tf.int64),
+                         tf.cast(self.optimizer.iterations, tf.int64)])
+
+    def train_step(self, data):
+        x, y = data
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            out = compute_objective(self.objective, self.net, x, y, self.num_classes,
+                                    self._step_seed())
+            terms = dict(out.terms)
+            total = out.total
+            if self.weight_decay:
+                terms["weight_decay"] = models.weight_decay_loss(self.net, self.weight_decay)
+                total = total + terms["weight_decay"]
+            # Per-replica means: dividing by the replica count makes the summed (all-reduced)
+            # gradient the gradient of the global-batch mean, as Keras' own compute_loss does.
+            scaled = total / replicas
+        grads = tape.gradient(scaled, self.net.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.net.trainable_variables))
+        terms["loss"] = total
+        for name, tracker in self.term_trackers.items():
+            tracker.update_state(terms[name])
+        self.accuracy_tracker.update_state(y, out.accuracy_logits)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        x, y = data
+        logits = self.net(x, training=False)
+        ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+        self.term_trackers["loss"].update_state(ce)
+        self.accuracy_tracker.update_state(y, logits)
+        return {m.name: m.result() for m in (self.term_trackers["loss"], self.accuracy_tracker)}
+
+
+class _EpochExtras(keras.callbacks.Callback):
+    """Adds the learning rate to the epoch logs (before CSVLogger/TensorBoard read them)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            opt = self.model.optimizer
+            logs["lr"] = float(keras.ops.convert_to_numpy(opt.learning_rate))
+
+
+class _OneEpochPerFit(keras.callbacks.Callback):
+    """Stops `fit` after one epoch: each epoch gets its own dataset (seeded order) while the
+    progress output still counts epochs out of the whole run."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.stop_training = True
+
+
+class _MetricsCsv(keras.callbacks.Callback):
+    """metrics.csv: one row per epoch with the step, wall time and every logged metric."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, "step": int(self.model.optimizer.iterations.numpy()),
+               "seconds": round(time.time() - self._t0, 2), **(logs or {})}
+        new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
+        if new:
+            self.columns = list(row)
+        else:
+            with open(self.path) as f:
+                self.columns = f.readline().strip().split(",")
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, self.columns, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+            f.flush()
+
+
+class _CheckpointEverySteps(keras.callbacks.Callback):
+    def __init__(self, manager, every):
+        super().__init__()
+        self.manager, self.every = manager, every
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        if step % self.every == 0:
+            self.manager.save(checkpoint_number=step)
+
+
+def steps_plan(num_train: int, cfg: TrainConfig):
+    steps_per_epoch = num_train // cfg.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"batch_size {cfg.batch_size} is larger than the {num_train} training examples")
+    total = cfg.train_steps if cfg.train_steps > 0 else cfg.train_epochs * steps_per_epoch
+    return steps_per_epoch, total
+
+
+def build_trainer(net: keras.Model, objective: Objective, num_classes: int, cfg: TrainConfig,
+                  steps_per_epoch: int) -> RobustTrainer:
+    """Compiles a RobustTrainer with SGD+momentum and the configured schedule (call inside strategy.scope())."""
+    trainer = RobustTrainer(net, objective, num_classes, weight_decay=cfg.weight_decay, seed=cfg.seed)
+    schedule = make_schedule(cfg.lr_values, cfg.lr_boundaries, cfg.lr_warmup, cfg.schedule_unit,
+                             steps_per_epoch)
+    optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=cfg.momentum)
+    trainer.compile(optimizer=optimizer, jit_compile=cfg.jit_compile)
+    # Variables exist before a restore, so the checkpoint restores into them rather than deferring.
+    optimizer.build(net.trainable_variables)
+    return trainer
+
+
+def train(net_fn: Callable[[], keras.Model], objective: Objective, arrays: data_lib.Arrays,
+          run: RunDir, cfg: TrainConfig, strategy: Optional[tf.distribute.Strategy] = None,
+          log: Callable[[str], None] = print) -> keras.Model:
+    """Trains (or resumes training of) the model in `run` and returns the trained `net`.
+
+    Checkpoints hold the weights and optimizer state; the optimizer's step counter says where
+    to resume, and the data order depends only on (seed, epoch), so the same command resumes.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    num_train = min(len(arrays.y_train), cfg.train_limit or len(arrays.y_train))
+    steps_per_epoch, total_steps = steps_plan(num_train, cfg)
+    with strategy.scope():
+        net = net_fn()
+        trainer = build_trainer(net, objective, arrays.info.num_classes, cfg, steps_per_epoch)
+        ckpt = tf.train.Checkpoint(net=net, optimizer=trainer.optimizer)
+    manager = tf.train.CheckpointManager(ckpt, run.checkpoints, max_to_keep=2)
+    if manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    start = int(trainer.optimizer.iterations.numpy())
+    if start:
+        log(f"resuming from {manager.latest_checkpoint} at step {start} of {total_steps}")
+    if start >= total_steps:
+        return net
+
+    verbose = cfg.verbose if cfg.verbose >= 0 else (1 if sys.stdout.isatty() else 2)
+    callbacks = [
+        _EpochExtras(),
+        _MetricsCsv(run.metrics_csv),
+        keras.callbacks.TensorBoard(run.tensorboard, update_freq="epoch", write_graph=False),
+    ]
+    if cfg.checkpoint_every_steps:
+        callbacks.append(_CheckpointEverySteps(manager, cfg.checkpoint_every_steps))
+    callbacks.append(_OneEpochPerFit())
+    n_epochs = math.ceil(total_steps / steps_per_epoch)
+    for epoch in range(start // steps_per_epoch, n_epochs):
+        done_in_epoch = start - epoch * steps_per_epoch if epoch == start // steps_per_epoch else 0
+        steps = min(steps_per_epoch, total_steps - epoch * steps_per_epoch) - done_in_epoch
+        ds = data_lib.train_dataset(arrays, cfg.batch_size, seed=cfg.seed, epoch=epoch,
+                                    limit=cfg.train_limit or None)
+        ds = ds.skip(done_in_epoch).take(steps)
+        trainer.fit(ds, epochs=n_epochs, initial_epoch=epoch, callbacks=callbacks, shuffle=False,
+                    verbose=verbose)
+        manager.save(checkpoint_number=int(trainer.optimizer.iterations.numpy()))
+    return net
+
+
+def evaluate_clean(net, arrays: data_lib.Arrays, batch_size: int = 500, limit: Optional[int] = None):
+    """Clean test accuracy and count: the 'clean' row of every results table."""
+    correct, total = 0, 0
+    predict = tf.function(lambda x: tf.argmax(net(x, training=False), axis=1))
+    for x, y in data_lib.eval_dataset(arrays, batch_size, limit):
+        correct += int(tf.reduce_sum(tf.cast(predict(x) == y, tf.int32)))
+        total += int(y.shape[0])
+    return correct / max(total, 1), total
