@@ -155,7 +155,7 @@ def _load_tfds(name: str, data_dir: Optional[str], download: bool):
     import tensorflow_datasets as tfds
     builder = tfds.builder(name, data_dir=data_dir)
     if not builder.is_prepared():
-        if not download:
+        if not download or not _download_host_reachable():
             raise DataError(_missing_message(name))
         try:
             builder.download_and_prepare()
@@ -167,6 +167,16 @@ def _load_tfds(name: str, data_dir: Optional[str], download: bool):
         x, y = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, as_supervised=True))
         out += [x.astype(np.uint8), y.astype(np.int64)]
     return tuple(out)
+
+
+def _download_host_reachable(timeout: float = 3.0) -> bool:
+    """A quick offline check, so an offline machine gets one clear line instead of a failed download."""
+    import socket
+    try:
+        socket.create_connection(("storage.googleapis.com", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def _missing_message(name: str) -> str:

@@ -21,11 +21,17 @@ class _Serving(tf.Module):
     def __init__(self, net: keras.Model, input_shape):
         super().__init__()
         self.net = net
+        self.input_shape = list(input_shape)
         spec = tf.TensorSpec([None, *input_shape], tf.float32, name="images")
         self.__call__ = tf.function(self._logits, input_signature=[spec])
         self.serve = tf.function(self._serve, input_signature=[spec])
 
     def _logits(self, images):
+        # Signature calls skip the TensorSpec shape check, so check here with a readable message.
+        expected = tf.constant(self.input_shape, tf.int32)
+        tf.debugging.assert_equal(
+            tf.shape(images)[1:], expected,
+            message=f"images must be float32 [batch, {', '.join(map(str, self.input_shape))}] in [0, 1]")
         return self.net(images, training=False)
 
     def _serve(self, images):

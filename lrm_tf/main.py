@@ -10,6 +10,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of results
 
+import contextlib
 import json
 import shutil
 import sys
@@ -48,7 +49,9 @@ flags.DEFINE_list("lr_boundaries", ["100", "150"], "where the learning rate chan
 flags.DEFINE_float("lr_warmup", 0, "linear warm-up length to lr_values[0]")
 flags.DEFINE_enum("schedule_unit", "epochs", ["epochs", "steps"],
                   "unit of --lr_boundaries and --lr_warmup")
-flags.DEFINE_float("momentum", 0.9, "SGD momentum")
+flags.DEFINE_enum("optimizer", "momentum", ["momentum", "adam"],
+                  "SGD with momentum (CIFAR/SVHN papers) or Adam (Madry's MNIST code)")
+flags.DEFINE_float("momentum", 0.9, "SGD momentum (--optimizer=momentum)")
 flags.DEFINE_float("weight_decay", 2e-4, "weight decay, TF1 l2_loss convention: wd * sum(w^2) / 2")
 flags.DEFINE_integer("checkpoint_every_steps", 0, "extra checkpoints every N steps (0: every epoch only)")
 # ----------------------------------------------------------------------------- evaluation
@@ -110,11 +113,26 @@ def validate():
             raise UsageError(f"--load_from={f.load_from}: not a run directory (flags.json) or a SavedModel")
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silences TensorFlow's native start-up logs (written to fd 2 before its log level applies)."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _setup_tf():
-    import keras
-    import tensorflow as tf
+    with _quiet_native_stderr():
+        import keras
+        import tensorflow as tf
+        tf.config.list_logical_devices()  # device initialisation logs (e.g. no CUDA driver)
     from absl import logging
-    logging.set_verbosity(logging.WARNING)
+    logging.set_verbosity(logging.ERROR)
     tf.get_logger().setLevel("ERROR")
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -135,7 +153,7 @@ def _train_config():
         batch_size=FLAGS.batch_size, train_epochs=FLAGS.train_epochs, train_steps=FLAGS.train_steps,
         lr_values=_floats("lr_values", FLAGS.lr_values),
         lr_boundaries=_floats("lr_boundaries", FLAGS.lr_boundaries), lr_warmup=FLAGS.lr_warmup,
-        schedule_unit=FLAGS.schedule_unit, momentum=FLAGS.momentum,
+        schedule_unit=FLAGS.schedule_unit, optimizer=FLAGS.optimizer, momentum=FLAGS.momentum,
         weight_decay=FLAGS.weight_decay, seed=FLAGS.seed,
         checkpoint_every_steps=FLAGS.checkpoint_every_steps, train_limit=FLAGS.train_limit,
         verbose=FLAGS.verbose, jit_compile=FLAGS.jit_compile)
@@ -169,11 +187,11 @@ def _run_train(run):
             raise UsageError(f"--model_dir={run.path} holds a finished run: pass --overwrite to "
                              "replace it or choose another --model_dir")
         shutil.rmtree(run.path)
+    arrays = _load_data()  # before the run directory exists: a missing data set leaves nothing behind
     try:
         run.check_writable()
     except OSError as e:
         raise UsageError(f"--model_dir={run.path}: cannot write there ({e.strerror})") from None
-    arrays = _load_data()
     from lrm_tf.rundir import write_json_atomic
     write_json_atomic(run.flags_json, _resolved_flags())
     run.set_state("training")
@@ -225,7 +243,6 @@ def main(argv):
     if len(argv) > 1:
         raise UsageError(f"unexpected arguments: {' '.join(argv[1:])} (flags look like --name=value)")
     validate()
-    _setup_tf()
     from lrm_tf.rundir import RunDir
     run = RunDir(FLAGS.model_dir)
     {"train": _run_train, "eval": _run_eval, "export": _run_export}[FLAGS.mode](run)
@@ -240,9 +257,9 @@ def _parse_flags(argv):
 
 
 def run_main():
-    from lrm_tf.data import DataError
-
     def guarded(argv):
+        _setup_tf()
+        from lrm_tf.data import DataError
         try:
             main(argv)
         except UsageError as e:

@@ -32,6 +32,7 @@ class TrainConfig:
     lr_boundaries: tuple = (100, 150)
     lr_warmup: float = 0
     schedule_unit: str = "epochs"
+    optimizer: str = "momentum"  # 'momentum' (SGD, the CIFAR papers) or 'adam' (Madry's MNIST code)
     momentum: float = 0.9
     weight_decay: float = 2e-4
     seed: int = 0
@@ -172,7 +173,10 @@ def build_trainer(net: keras.Model, objective: Objective, num_classes: int, cfg:
     trainer = RobustTrainer(net, objective, num_classes, weight_decay=cfg.weight_decay, seed=cfg.seed)
     schedule = make_schedule(cfg.lr_values, cfg.lr_boundaries, cfg.lr_warmup, cfg.schedule_unit,
                              steps_per_epoch)
-    optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=cfg.momentum)
+    if cfg.optimizer == "adam":
+        optimizer = keras.optimizers.Adam(learning_rate=schedule)
+    else:
+        optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=cfg.momentum)
     trainer.compile(optimizer=optimizer, jit_compile=cfg.jit_compile)
     # Variables exist before a restore, so the checkpoint restores into them rather than deferring.
     optimizer.build(net.trainable_variables)
