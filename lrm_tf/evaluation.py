@@ -2,11 +2,116 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import time
-from typing import Callable, Dict, Iterable, Optional
+from typing import Callable, Dict, Iterable, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
 
 from lrm_tf.rundir import RunDir, write_json_atomic, write_text_atomic
+
+
+@dataclasses.dataclass(frozen=True)
+class ThreatModel:
+    """Attack parameters shared by an evaluation (input scale of the model, [0, 1] by default)."""
+    eps: float
+    eps_step: float
+    restarts: int = 1
+    clip_min: float = 0.0
+    clip_max: float = 1.0
+    use_true_labels: bool = True
+    spsa_samples: int = 128
+    spsa_examples: int = 0  # SPSA on the first N examples only (0: all); LRM uses 1,000
+
+
+def _as_model_fn(model):
+    """Keras models run in inference mode; SavedModels and plain callables are called as they are."""
+    import keras
+    if isinstance(model, keras.Model):
+        return lambda x: model(x, training=False)
+    return model
+
+
+def attack_accuracy(model, images: np.ndarray, labels: np.ndarray, attack_name: str,
+                    threat: ThreatModel, batch_size: int = 500, seed: int = 0,
+                    strategy: Optional[tf.distribute.Strategy] = None, progress: bool = True):
+    """Accuracy of `model` on adversarial examples of `attack_name` made from (images, labels).
+
+    Each batch is attacked by one compiled function run under `strategy` (the batch is split
+    across replicas); batch i uses the seed (seed, i), so results do not depend on the strategy.
+    Returns (accuracy, number of examples, adversarial images as float32 array or None).
+    """
+    from lrm_tf import attacks
+    import keras
+    strategy = strategy or tf.distribute.get_strategy()
+    spec = attacks.parse_attack(attack_name)
+    if spec.family == "spsa" and threat.spsa_examples:
+        images, labels = images[:threat.spsa_examples], labels[:threat.spsa_examples]
+    model_fn = _as_model_fn(model)
+    attack = attacks.build_attack(
+        spec, model_fn, eps=threat.eps, eps_step=threat.eps_step, clip_min=threat.clip_min,
+        clip_max=threat.clip_max, restarts=threat.restarts,
+        use_true_labels=threat.use_true_labels, spsa_samples=threat.spsa_samples)
+
+    @tf.function
+    def correct_on_replica(x, y, step_seed):
+        x_adv = attack(x, y, step_seed)
+        pred = tf.argmax(model_fn(x_adv), axis=1, output_type=tf.int64)
+        return tf.reduce_sum(tf.cast(pred == tf.cast(y, tf.int64), tf.int64))
+
+    n = len(labels)
+    bar = keras.utils.Progbar(n, unit_name="example", verbose=1 if progress else 0)
+    correct = 0
+    for i, start in enumerate(range(0, n, batch_size)):
+        x = tf.convert_to_tensor(images[start:start + batch_size], tf.float32)
+        y = tf.convert_to_tensor(labels[start:start + batch_size], tf.int64)
+        step_seed = tf.constant([seed, i], tf.int64)
+        if strategy.num_replicas_in_sync > 1:
+            dist = strategy.experimental_distribute_values_from_function(
+                lambda ctx: _shard(ctx, x, y))
+            per_replica = strategy.run(lambda xy, s: correct_on_replica(xy[0], xy[1], s),
+                                       args=(dist, step_seed))
+            batch_correct = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+        else:
+            batch_correct = correct_on_replica(x, y, step_seed)
+        correct += int(batch_correct)
+        bar.update(min(start + batch_size, n), values=[("accuracy", correct / min(start + batch_size, n))])
+    return correct / max(n, 1), n
+
+
+def _shard(ctx, x, y):
+    """This replica's contiguous share of a global batch (global order is kept)."""
+    n = ctx.num_replicas_in_sync
+    size = -(-int(x.shape[0]) // n)
+    lo = ctx.replica_id_in_sync_group * size
+    return x[lo:lo + size], y[lo:lo + size]
+
+
+def evaluate_attacks(model, images: np.ndarray, labels: np.ndarray, attack_names: Sequence[str],
+                     threat: ThreatModel, batch_size: int = 500, seed: int = 0,
+                     strategy: Optional[tf.distribute.Strategy] = None,
+                     log: Callable[[str], None] = print) -> Dict[str, dict]:
+    """results.json entries: per attack, accuracy, number of examples, parameters and time."""
+    from lrm_tf import attacks
+    results = {}
+    for name in attack_names:
+        spec = attacks.parse_attack(name)
+        log(f"{name}:")
+        t0 = time.time()
+        acc, n = attack_accuracy(model, images, labels, name, threat, batch_size, seed, strategy)
+        params = {"family": spec.family}
+        if spec.family != "clean":
+            params.update(eps=threat.eps, steps=spec.steps, loss=spec.loss, norm=spec.norm,
+                          rand_init=spec.rand_init, target=spec.target)
+            if spec.steps > 1:
+                params["eps_step"] = threat.eps_step
+            if spec.rand_init:
+                params["restarts"] = threat.restarts
+        results[name] = {"accuracy": acc, "examples": n, "params": params,
+                         "seconds": round(time.time() - t0, 2)}
+    return results
 
 
 def results_markdown(results: Dict[str, dict], title: str = "Results") -> str:

@@ -11,6 +11,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of results
 
 import contextlib
+import functools
 import json
 import shutil
 import sys
@@ -54,11 +55,58 @@ flags.DEFINE_enum("optimizer", "momentum", ["momentum", "adam"],
 flags.DEFINE_float("momentum", 0.9, "SGD momentum (--optimizer=momentum)")
 flags.DEFINE_float("weight_decay", 2e-4, "weight decay, TF1 l2_loss convention: wd * sum(w^2) / 2")
 flags.DEFINE_integer("checkpoint_every_steps", 0, "extra checkpoints every N steps (0: every epoch only)")
+# ----------------------------------------------------------------------------- objective (SPEC 1)
+flags.DEFINE_float("label_smoothing", 0.0, "T2/T3 coefficient: s (lrm form) or alpha (shafahi form)")
+flags.DEFINE_enum("label_smoothing_form", "lrm", ["lrm", "shafahi"],
+                  "lrm: 1-s on the true class, s/(C-1) elsewhere; shafahi: y - alpha (y - 1/C)")
+flags.DEFINE_float("logit_squeeze", 0.0, "T4/T5 coefficient")
+flags.DEFINE_enum("logit_squeeze_form", "batch", ["example", "batch"],
+                  "example: mean_i ||z_i|| (ALP); batch: Frobenius norm of the batch logits (Shafahi)")
+flags.DEFINE_enum("logit_squeeze_scale", "per_example", ["per_example", "batch"],
+                  "batch form: beta/|b| ||Z||_F (poster; matches the published betas with a mean "
+                  "cross-entropy) or beta ||Z||_F (Shafahi eq. 5 read literally)")
+flags.DEFINE_float("logit_similarity", 0.0, "T6 coefficient beta' of beta'/|b| ||Z - gamma||_F")
+flags.DEFINE_float("logit_similarity_gamma", 1.0, "T6 gamma")
+flags.DEFINE_float("noise_sigma", 0.0, "T7 Gaussian noise std, in the [0, 1] input scale like --eps")
+flags.DEFINE_bool("noise_clip", True, "clip noisy training images to the input range")
+flags.DEFINE_float("clean_pairing", 0.0, "T8 clean logit pairing weight lambda")
+flags.DEFINE_enum("pairing_distance", "mean_squared", ["mean_squared", "squared_l2", "l2"],
+                  "distance in ALP/CLP pairing: mean squared difference (ALP code), squared L2, L2")
+flags.DEFINE_string("adv_train", "", "attack used during training, e.g. pgd7_xent (empty: none)")
+flags.DEFINE_float("adv_alpha", 0.5, "T9 weight of the clean cross-entropy (0.5 M-PGD, 0 Madry)")
+flags.DEFINE_float("alp_weight", 0.0, "T10 adversarial logit pairing weight lambda")
+flags.DEFINE_float("pairing_beta", 0.0, "T11 beta of the logit-norm penalty")
+flags.DEFINE_float("pairing_ratio", 0.0, "T11 ratio J_adv : c*h (> 0 turns the decoupled pairing on)")
+flags.DEFINE_enum("pairing_h_direction", "clean_to_adv", ["clean_to_adv", "adv_to_clean"],
+                  "T11 h: cross-entropy with the clean softmax as target (default) or the reverse")
+flags.DEFINE_enum("mixup", "none", ["none", "mixup", "vh_mixup"], "T12/T13 input mixing")
+flags.DEFINE_float("mixup_alpha", 1.0, "Beta(alpha, alpha) of the mixing coefficient")
+flags.DEFINE_bool("mix_before_attack", True, "mix inputs before generating training attacks "
+                  "(else attack clean inputs and mix the adversarial ones)")
+flags.DEFINE_bool("separate_bn_batches", False, "clean and adversarial forward passes separately "
+                  "(batch-norm statistics per kind) instead of one concatenated pass")
+flags.DEFINE_bool("attack_bn_training", False, "batch norm in training mode while generating "
+                  "training attacks (default: inference mode)")
 # ----------------------------------------------------------------------------- evaluation
 flags.DEFINE_list("eval_attacks", ["clean"], "attacks to evaluate, e.g. clean,fgsm_xent,pgd20_xent")
 flags.DEFINE_integer("eval_examples", 0, "evaluate on the first N test examples (0: all)")
 flags.DEFINE_integer("eval_batch_size", 500, "batch size for evaluation")
+flags.DEFINE_float("eps", None, "attack budget in the [0, 1] input scale (default: the dataset's "
+                   "threat model: MNIST 0.3, CIFAR 8/255, SVHN 12/255)")
+flags.DEFINE_float("eps_step", None, "PGD step (default: MNIST 0.01, CIFAR 2/255, SVHN 3/255)")
+flags.DEFINE_integer("restarts", 1, "random restarts of attacks with a random start (worst case kept)")
+flags.DEFINE_bool("attack_true_labels", True, "untargeted attacks use true labels (else predictions)")
+flags.DEFINE_integer("spsa_samples", 128, "SPSA perturbation samples per iteration")
+flags.DEFINE_integer("spsa_examples", 1000, "evaluate SPSA on the first N examples (0: all)")
 # ----------------------------------------------------------------------------- execution
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker", "tpu"],
+                  "tf.distribute strategy: one device, several local devices, several hosts "
+                  "(cluster from TF_CONFIG), or TPU")
+flags.DEFINE_integer("num_gpus", 0, "GPUs for --strategy=mirrored (0: all visible devices)")
+flags.DEFINE_list("devices", [], "explicit device list for --strategy=mirrored, e.g. /gpu:0,/gpu:1")
+flags.DEFINE_integer("cpu_replicas", 0, "split the CPU into N logical devices and mirror over them "
+                     "(testing multi-replica code without GPUs)")
+flags.DEFINE_string("tpu", "", "TPU name or address for --strategy=tpu")
 flags.DEFINE_bool("deterministic", False, "seed everything and turn on TensorFlow op determinism")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step")
 flags.DEFINE_integer("verbose", -1, "fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch; "
@@ -67,6 +115,17 @@ flags.DEFINE_integer("verbose", -1, "fit verbosity: 0 silent, 1 progress bar, 2 
 
 class UsageError(Exception):
     """A bad flag value: reported as one line, exit status 2."""
+
+
+# Threat models of the papers: (eps, eps_step) in the [0, 1] input scale.
+THREAT_DEFAULTS = {"mnist": (0.3, 0.01), "digits": (0.3, 0.01), "cifar10": (8 / 255, 2 / 255),
+                   "cifar100": (8 / 255, 2 / 255), "svhn_cropped": (12 / 255, 3 / 255)}
+
+
+def _eps():
+    eps, step = THREAT_DEFAULTS[FLAGS.dataset]
+    return (FLAGS.eps if FLAGS.eps is not None else eps,
+            FLAGS.eps_step if FLAGS.eps_step is not None else step)
 
 
 def _floats(name, values):
@@ -103,6 +162,52 @@ def validate():
         raise UsageError(f"--depth={f.depth}: wide_resnet needs depth >= 8")
     if f.width < 1:
         raise UsageError(f"--width={f.width}: must be at least 1")
+    eps, eps_step = _eps()
+    if eps <= 0:
+        raise UsageError(f"--eps={eps}: must be > 0")
+    if eps_step <= 0:
+        raise UsageError(f"--eps_step={eps_step}: must be > 0")
+    from lrm_tf import attacks
+    for name in [*f.eval_attacks, *([f.adv_train] if f.adv_train else [])]:
+        flag = "adv_train" if name == f.adv_train else "eval_attacks"
+        try:
+            spec = attacks.parse_attack(name)
+        except ValueError as e:
+            raise UsageError(f"--{flag}: {e}") from None
+        if spec.family == "pgd" and spec.norm == "linf" and eps_step > eps:
+            raise UsageError(f"--eps_step={eps_step:g} > --eps={eps:g}: PGD's step must not exceed eps")
+    if not f.eval_attacks:
+        raise UsageError("--eval_attacks: name at least one attack (e.g. clean)")
+    if f.restarts < 1:
+        raise UsageError(f"--restarts={f.restarts}: must be at least 1")
+    if f.spsa_samples < 1 or f.spsa_examples < 0:
+        raise UsageError("--spsa_samples must be >= 1 and --spsa_examples >= 0")
+    classes = data.DATASETS[f.dataset].num_classes
+    if f.label_smoothing_form == "lrm" and not 0 <= f.label_smoothing <= 1 - 1 / classes:
+        raise UsageError(f"--label_smoothing={f.label_smoothing}: the lrm form needs s in "
+                         f"[0, 1 - 1/C] = [0, {1 - 1 / classes:.4g}] for {f.dataset}")
+    if f.label_smoothing_form == "shafahi" and not 0 <= f.label_smoothing <= 1:
+        raise UsageError(f"--label_smoothing={f.label_smoothing}: the shafahi form needs alpha in [0, 1]")
+    for name in ("logit_squeeze", "logit_similarity", "noise_sigma", "clean_pairing", "alp_weight",
+                 "pairing_beta", "pairing_ratio", "mixup_alpha"):
+        if getattr(f, name) < 0:
+            raise UsageError(f"--{name}={getattr(f, name)}: must be >= 0")
+    if f.mixup != "none" and f.mixup_alpha <= 0:
+        raise UsageError(f"--mixup_alpha={f.mixup_alpha}: must be > 0 with --mixup={f.mixup}")
+    if not 0 <= f.adv_alpha <= 1:
+        raise UsageError(f"--adv_alpha={f.adv_alpha}: must be in [0, 1]")
+    if (f.alp_weight or f.pairing_ratio) and not f.adv_train:
+        raise UsageError("--alp_weight and --pairing_ratio pair clean and adversarial logits: "
+                         "set --adv_train (e.g. --adv_train=pgd7_xent)")
+    if f.pairing_beta and not f.pairing_ratio:
+        raise UsageError("--pairing_beta is part of the decoupled pairing: set --pairing_ratio > 0")
+    if f.cpu_replicas < 0 or f.num_gpus < 0:
+        raise UsageError("--cpu_replicas and --num_gpus must be >= 0")
+    if f.cpu_replicas > 1 and f.strategy != "mirrored":
+        raise UsageError(f"--cpu_replicas={f.cpu_replicas} needs --strategy=mirrored")
+    replicas = f.cpu_replicas or len(f.devices) or f.num_gpus or 1
+    if f.batch_size % replicas:
+        raise UsageError(f"--batch_size={f.batch_size} must be divisible by the {replicas} replicas")
     if f.data_dir and f.local_data:
         raise UsageError("--data_dir and --local_data conflict: set one")
     if f.local_data and not os.path.isdir(f.local_data):
@@ -130,6 +235,9 @@ def _setup_tf():
     with _quiet_native_stderr():
         import keras
         import tensorflow as tf
+        if FLAGS.cpu_replicas > 1:
+            from lrm_tf.distribute import split_logical_cpus
+            split_logical_cpus(FLAGS.cpu_replicas)
         tf.config.list_logical_devices()  # device initialisation logs (e.g. no CUDA driver)
     from absl import logging
     logging.set_verbosity(logging.ERROR)
@@ -161,18 +269,48 @@ def _train_config():
 
 def _objective():
     from lrm_tf.objectives.compose import Objective
-    return Objective()
+    eps, eps_step = _eps()
+    squared, mean_over_classes = {"mean_squared": (True, True), "squared_l2": (True, False),
+                                  "l2": (False, False)}[FLAGS.pairing_distance]
+    return Objective(
+        label_smoothing=FLAGS.label_smoothing, label_smoothing_form=FLAGS.label_smoothing_form,
+        logit_squeeze=FLAGS.logit_squeeze, logit_squeeze_form=FLAGS.logit_squeeze_form,
+        logit_squeeze_per_example_scale=FLAGS.logit_squeeze_scale == "per_example",
+        logit_similarity=FLAGS.logit_similarity,
+        logit_similarity_gamma=FLAGS.logit_similarity_gamma,
+        noise_sigma=FLAGS.noise_sigma, noise_clip=FLAGS.noise_clip,
+        clean_pairing=FLAGS.clean_pairing, pairing_squared=squared,
+        pairing_mean_over_classes=mean_over_classes, adv_train=FLAGS.adv_train,
+        adv_alpha=FLAGS.adv_alpha, alp_weight=FLAGS.alp_weight, pairing_beta=FLAGS.pairing_beta,
+        pairing_ratio=FLAGS.pairing_ratio, pairing_h_direction=FLAGS.pairing_h_direction,
+        mixup=FLAGS.mixup, mixup_alpha=FLAGS.mixup_alpha,
+        mix_before_attack=FLAGS.mix_before_attack, separate_bn_batches=FLAGS.separate_bn_batches,
+        attack_bn_training=FLAGS.attack_bn_training, eps=eps, eps_step=eps_step)
 
 
-def _evaluate(net, arrays, run, title):
-    from lrm_tf import evaluation, training
-    results = {}
-    for name in FLAGS.eval_attacks:
-        t0 = time.time()
-        acc, n = training.evaluate_clean(net, arrays, FLAGS.eval_batch_size,
-                                         FLAGS.eval_examples or None)
-        results[name] = {"accuracy": acc, "examples": n, "params": {},
-                         "seconds": round(time.time() - t0, 2)}
+@functools.lru_cache(maxsize=1)
+def _strategy():
+    from lrm_tf.distribute import make_strategy
+    devices = FLAGS.devices or ([f"/cpu:{i}" for i in range(FLAGS.cpu_replicas)]
+                                if FLAGS.cpu_replicas > 1 else [])
+    return make_strategy(FLAGS.strategy, devices, FLAGS.num_gpus, FLAGS.tpu)
+
+
+def _threat():
+    from lrm_tf.evaluation import ThreatModel
+    eps, eps_step = _eps()
+    return ThreatModel(eps=eps, eps_step=eps_step, restarts=FLAGS.restarts,
+                       use_true_labels=FLAGS.attack_true_labels, spsa_samples=FLAGS.spsa_samples,
+                       spsa_examples=FLAGS.spsa_examples)
+
+
+def _evaluate(model, arrays, run, title):
+    from lrm_tf import data, evaluation
+    n = FLAGS.eval_examples or len(arrays.y_test)
+    images = data.to_float(arrays.x_test[:n]).numpy()
+    results = evaluation.evaluate_attacks(model, images, arrays.y_test[:n], FLAGS.eval_attacks,
+                                          _threat(), FLAGS.eval_batch_size, FLAGS.seed,
+                                          strategy=_strategy())
     evaluation.write_results(run, results, title)
     print()
     evaluation.print_table(results)
@@ -196,11 +334,16 @@ def _run_train(run):
     write_json_atomic(run.flags_json, _resolved_flags())
     run.set_state("training")
     info = arrays.info
+    strategy = _strategy()
+    replicas = strategy.num_replicas_in_sync
+    if FLAGS.batch_size % replicas:
+        raise UsageError(f"--batch_size={FLAGS.batch_size} must be divisible by the {replicas} replicas")
     t0 = time.time()
     net = training.train(
         lambda: models.build_model(FLAGS.model, info.image_shape, info.num_classes,
-                                   FLAGS.depth, FLAGS.width, seed=FLAGS.seed),
-        _objective(), arrays, run, _train_config())
+                                   FLAGS.depth, FLAGS.width, seed=FLAGS.seed,
+                                   synchronized_bn=replicas > 1),
+        _objective(), arrays, run, _train_config(), strategy=strategy)
     train_seconds = time.time() - t0
     export.export_saved_model(net, run.saved_model)
     export.save_keras(net, run.keras_file)
@@ -211,12 +354,15 @@ def _run_train(run):
 
 def _run_eval(run):
     from lrm_tf import export
+    from lrm_tf.rundir import RunDir, is_run_dir
     source = FLAGS.load_from or run.path
-    net = export.load_classifier(source)
+    model = export.load_classifier(source)
     arrays = _load_data()
-    out = run if (FLAGS.load_from and FLAGS.model_dir != flags.FLAGS["model_dir"].default) else \
-        __import__("lrm_tf.rundir", fromlist=["RunDir"]).RunDir(source)
-    return _evaluate(net, arrays, out, f"evaluation of {source}")
+    # Results go to --model_dir when it is given separately, else beside the evaluated run.
+    out = run if (FLAGS.load_from and FLAGS["model_dir"].present) or not is_run_dir(source) \
+        else RunDir(source)
+    out.create()
+    return _evaluate(model, arrays, out, f"evaluation of {source}")
 
 
 def _run_export(run):

@@ -16,6 +16,13 @@ from keras import layers
 
 # Madry's TF1 models used tf.contrib batch_norm: decay 0.9, epsilon 1e-3 (its default).
 _BN = dict(momentum=0.9, epsilon=1e-3)
+# Set by build_model: with several replicas, batch statistics are all-reduced so that a step
+# on N replicas equals the step on one device with the global batch.
+_SYNC_BN = [False]
+
+
+def _batch_norm(name=None):
+    return layers.BatchNormalization(name=name, synchronized=_SYNC_BN[0], **_BN)
 _LEAK = 0.1  # Madry's CIFAR ResNet uses leaky ReLU with slope 0.1 everywhere.
 
 
@@ -66,7 +73,7 @@ def mnist_cnn(input_shape=(28, 28, 1), num_classes=10, **_) -> keras.Model:
 
 def _madry_unit(x, in_f, out_f, stride, activate_before_residual, name):
     def bn_relu(t, n):
-        t = layers.BatchNormalization(name=f"{name}_{n}", **_BN)(t)
+        t = _batch_norm(f"{name}_{n}")(t)
         return layers.LeakyReLU(_LEAK)(t)
     if activate_before_residual:
         x = bn_relu(x, "bn0")
@@ -105,7 +112,7 @@ def madry_resnet(input_shape=(32, 32, 3), num_classes=10, depth=32, width=1, nam
             in_f = filters[stage] if u == 0 else filters[stage + 1]
             x = _madry_unit(x, in_f, filters[stage + 1], stride if u == 0 else 1,
                             before and u == 0, name=f"unit_{stage + 1}_{u}")
-    x = layers.BatchNormalization(name="final_bn", **_BN)(x)
+    x = _batch_norm("final_bn")(x)
     x = layers.LeakyReLU(_LEAK)(x)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dense(num_classes, name="logits",
@@ -118,19 +125,19 @@ def resnet18(input_shape=(32, 32, 3), num_classes=10, **_) -> keras.Model:
     x = inp = keras.Input(input_shape, name="images")
     x = PerImageStandardization(name="standardize")(x)
     x = _he_conv(64, 3, name="init_conv")(x)
-    x = layers.ReLU()(layers.BatchNormalization(name="init_bn", **_BN)(x))
+    x = layers.ReLU()(_batch_norm("init_bn")(x))
     in_f = 64
     for stage, f in enumerate([64, 128, 256, 512]):
         for b in range(2):
             stride = 2 if (stage > 0 and b == 0) else 1
             n = f"block_{stage + 1}_{b}"
             y = _he_conv(f, 3, stride, name=f"{n}_conv1")(x)
-            y = layers.ReLU()(layers.BatchNormalization(name=f"{n}_bn1", **_BN)(y))
+            y = layers.ReLU()(_batch_norm(f"{n}_bn1")(y))
             y = _he_conv(f, 3, 1, name=f"{n}_conv2")(y)
-            y = layers.BatchNormalization(name=f"{n}_bn2", **_BN)(y)
+            y = _batch_norm(f"{n}_bn2")(y)
             if stride != 1 or in_f != f:
                 x = _he_conv(f, 1, stride, name=f"{n}_shortcut")(x)
-                x = layers.BatchNormalization(name=f"{n}_shortcut_bn", **_BN)(x)
+                x = _batch_norm(f"{n}_shortcut_bn")(x)
             x = layers.ReLU()(layers.Add()([x, y]))
             in_f = f
     x = layers.GlobalAveragePooling2D()(x)
@@ -162,14 +169,21 @@ MODELS = {
 
 
 def build_model(name: str, input_shape, num_classes: int, depth: int = 28, width: int = 10,
-                seed: int | None = None) -> keras.Model:
-    """Builds a model by name; `depth`/`width` are read by `wide_resnet` only."""
+                seed: int | None = None, synchronized_bn: bool = False) -> keras.Model:
+    """Builds a model by name; `depth`/`width` are read by `wide_resnet` only.
+
+    synchronized_bn: batch-norm statistics over all replicas (use with several replicas).
+    """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    return MODELS[name](input_shape=tuple(input_shape), num_classes=num_classes,
-                        depth=depth, width=width)
+    _SYNC_BN[0] = synchronized_bn
+    try:
+        return MODELS[name](input_shape=tuple(input_shape), num_classes=num_classes,
+                            depth=depth, width=width)
+    finally:
+        _SYNC_BN[0] = False
 
 
 def decayed_kernels(model: keras.Model):

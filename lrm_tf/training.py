@@ -227,13 +227,3 @@ def train(net_fn: Callable[[], keras.Model], objective: Objective, arrays: data_
                     verbose=verbose)
         manager.save(checkpoint_number=int(trainer.optimizer.iterations.numpy()))
     return net
-
-
-def evaluate_clean(net, arrays: data_lib.Arrays, batch_size: int = 500, limit: Optional[int] = None):
-    """Clean test accuracy and count: the 'clean' row of every results table."""
-    correct, total = 0, 0
-    predict = tf.function(lambda x: tf.argmax(net(x, training=False), axis=1))
-    for x, y in data_lib.eval_dataset(arrays, batch_size, limit):
-        correct += int(tf.reduce_sum(tf.cast(predict(x) == y, tf.int32)))
-        total += int(y.shape[0])
-    return correct / max(total, 1), total

@@ -23,13 +23,14 @@ class Objective:
     label_smoothing_form: str = "lrm"  # 'lrm' (s, T2) or 'shafahi' (alpha, T3)
     logit_squeeze: float = 0.0
     logit_squeeze_form: str = "batch"  # 'example' (T4) or 'batch' (T5)
-    logit_squeeze_per_example_scale: bool = False  # poster's beta/|b| reading of T5
+    logit_squeeze_per_example_scale: bool = True  # poster's beta/|b| reading of T5
     logit_similarity: float = 0.0
     logit_similarity_gamma: float = 1.0
     noise_sigma: float = 0.0
     noise_clip: bool = True
     clean_pairing: float = 0.0
-    pairing_squared: bool = True  # L2 in ALP's pairing terms: squared distance (ALP code) or not
+    pairing_squared: bool = True  # "L2" of ALP's pairing: squared distance (ALP code) or not
+    pairing_mean_over_classes: bool = True  # mean over classes (ALP code's MSE) or sum
     adv_train: str = ""  # attack name used during training, e.g. 'pgd7_xent'
     adv_alpha: float = 0.5
     alp_weight: float = 0.0
@@ -226,6 +227,7 @@ def compute_objective(objective: Objective, net, x, y, num_classes: int, seed,
             total += objective.adv_alpha * terms["ce_clean"]
             trained_logits = tf.concat([clean_logits, adv_logits], axis=0)
 
+    j_train = total  # J of LRM eq. 1 (T9); the decoupled coefficient is defined against it
     if objective.logit_squeeze:
         from lrm_tf.objectives import logit_squeeze
         if objective.logit_squeeze_form == "example":
@@ -244,20 +246,22 @@ def compute_objective(objective: Objective, net, x, y, num_classes: int, seed,
         total += objective.logit_similarity * terms["similarity"]
     if objective.clean_pairing:
         from lrm_tf.objectives import pairing
-        terms["clean_pairing"] = pairing.clean_logit_pairing(clean_logits,
-                                                             squared=objective.pairing_squared)
+        terms["clean_pairing"] = pairing.clean_logit_pairing(
+            clean_logits, squared=objective.pairing_squared,
+            mean_over_classes=objective.pairing_mean_over_classes)
         total += objective.clean_pairing * terms["clean_pairing"]
     if objective.alp_weight:
         from lrm_tf.objectives import pairing
-        terms["pairing"] = pairing.adversarial_logit_pairing(clean_logits, adv_logits,
-                                                             squared=objective.pairing_squared)
+        terms["pairing"] = pairing.adversarial_logit_pairing(
+            clean_logits, adv_logits, squared=objective.pairing_squared,
+            mean_over_classes=objective.pairing_mean_over_classes)
         total += objective.alp_weight * terms["pairing"]
     if objective.decoupled_pairing:
         from lrm_tf.objectives import pairing
         h = pairing.softmax_cross_entropy_between(clean_logits, adv_logits,
                                                   direction=objective.pairing_h_direction)
         # c = (1/ratio) * sg(J_adv / h) on global-batch values (LRM sec. 4.1).
-        coef = pairing.decoupled_pairing_coefficient(global_mean(total), global_mean(h),
+        coef = pairing.decoupled_pairing_coefficient(global_mean(j_train), global_mean(h),
                                                      objective.pairing_ratio)
         terms["decoupled_h"], terms["pairing_coef"] = h, coef
         terms["logit_norm"] = pairing.logit_norm_penalty(clean_logits, adv_logits)

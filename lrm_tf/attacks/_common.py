@@ -1,0 +1,240 @@
+"""Building blocks shared by the attacks.
+
+* CleverHans' step and projection maths (`optimize_linear`, `clip_eta`), reproduced op for op
+  so that our attacks match `cleverhans.tf2` to float precision.
+* Model adapters: a Keras model is called with `training=False`; a SavedModel signature
+  (keyword-only, dict output) is called with its single input name and its single output.
+* Per-example randomness. Every random draw of an example comes from a Philox stream keyed
+  by (the caller's seed, a purpose tag, a 64-bit fingerprint of the example's bytes). Why:
+  the same example then gets the same random start whatever batch it sits in, whatever its
+  position, and however `MirroredStrategy` splits the global batch over replicas (evenly or
+  not), so a distributed evaluation reproduces the single-device one exactly and results do
+  not depend on the evaluation batch size. Different seeds give different draws. The price:
+  two byte-identical images in one batch get the same random start (harmless: they are the
+  same example). The draws are made per example with `tf.map_fn` (stateless ops take one
+  seed per call); that costs B small kernel launches per draw, negligible next to the model.
+  The Philox algorithm is named explicitly because the default 'auto_select' may pick a
+  different generator on another device type.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from lrm_tf.attacks.losses import LossFn
+
+LogitsFn = Callable[[tf.Tensor], tf.Tensor]
+
+# Same constant as CleverHans' utils.py; it sits inside the sqrt there, and here.
+AVOID_ZERO_DIV = 1e-12
+RNG_ALG = "philox"
+
+# Purpose tags, folded into the seed so that independent draws never share a stream.
+STREAM_RANDOM_START = 1
+STREAM_RANDOM_STEP = 2
+STREAM_RANDOM_TARGET = 3
+STREAM_SPSA_INIT = 4
+STREAM_SPSA_SAMPLES = 5
+
+
+# --------------------------------------------------------------------------------- models
+
+def as_logits_fn(model_fn) -> LogitsFn:
+    """Adapts a Keras model, a SavedModel signature or any callable to `images -> logits`."""
+    if getattr(model_fn, "_lrm_logits_fn", False):
+        return model_fn
+    if isinstance(model_fn, keras.layers.Layer):
+        def call(x):
+            return model_fn(x, training=False)
+    elif _keyword_only_signature_name(model_fn) is not None:
+        input_name = _keyword_only_signature_name(model_fn)
+
+        def call(x):
+            return _single_output(model_fn(**{input_name: x}))
+    else:
+        def call(x):
+            return _single_output(model_fn(x))
+    call._lrm_logits_fn = True
+    return call
+
+
+def _keyword_only_signature_name(fn):
+    """The input name of a loaded SavedModel signature (these take keyword arguments only)."""
+    signature = getattr(fn, "structured_input_signature", None)
+    if signature is None:
+        return None
+    args, kwargs = signature
+    if not args and len(kwargs) == 1:
+        return next(iter(kwargs))
+    return None
+
+
+def _single_output(outputs):
+    if isinstance(outputs, Mapping):
+        if len(outputs) != 1:
+            raise ValueError(f"model_fn returned {len(outputs)} outputs {sorted(outputs)}; "
+                             "the attacks need a callable that returns only the logits")
+        return next(iter(outputs.values()))
+    return outputs
+
+
+# ------------------------------------------------------------------------ CleverHans maths
+
+def normalize_norm(norm) -> str:
+    """'linf' for np.inf / 'linf' / 'inf', 'l2' for 2 / 'l2'."""
+    if norm in ("linf", "inf") or (isinstance(norm, (int, float)) and norm == np.inf):
+        return "linf"
+    if norm in ("l2", 2):
+        return "l2"
+    raise ValueError(f"unsupported norm {norm!r}; expected 'linf' (np.inf) or 'l2' (2)")
+
+
+def _example_axes(t):
+    return list(range(1, len(t.shape)))
+
+
+def optimize_linear(grad, eps, norm: str):
+    """CleverHans `optimize_linear`: argmax of <eta, grad> over the eps ball of `norm`."""
+    if norm == "linf":
+        perturbation = tf.stop_gradient(tf.sign(grad))
+    else:
+        square = tf.maximum(AVOID_ZERO_DIV,
+                            tf.reduce_sum(tf.square(grad), _example_axes(grad), keepdims=True))
+        perturbation = grad / tf.sqrt(square)
+    return tf.multiply(eps, perturbation)
+
+
+def clip_eta(eta, norm: str, eps):
+    """CleverHans `clip_eta`: clip (not normalise) the perturbation into the eps ball."""
+    if norm == "linf":
+        return tf.clip_by_value(eta, -eps, eps)
+    norm_value = tf.sqrt(tf.maximum(
+        AVOID_ZERO_DIV, tf.reduce_sum(tf.square(eta), _example_axes(eta), keepdims=True)))
+    return eta * tf.minimum(1.0, tf.math.divide(eps, norm_value))
+
+
+def clip_to_range(x, clip_min, clip_max):
+    if clip_min is None and clip_max is None:
+        return x
+    if clip_min is None or clip_max is None:
+        # CleverHans does not support one-sided clipping either.
+        raise ValueError("give both clip_min and clip_max, or neither")
+    return tf.clip_by_value(x, clip_min, clip_max)
+
+
+def loss_gradient(logits_fn: LogitsFn, loss_fn: LossFn, x, labels, targeted: bool):
+    """CleverHans `compute_gradient`: d(sum of per-example losses)/dx, negated if targeted."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = loss_fn(labels=labels, logits=logits_fn(x))
+        if targeted:
+            loss = -loss
+    return tape.gradient(loss, x)
+
+
+def predicted_labels(logits):
+    return tf.argmax(logits, axis=-1)
+
+
+def broadcast_mask(mask, like):
+    """Reshapes a [B] boolean mask so that it broadcasts against `like` ([B, ...])."""
+    return tf.reshape(mask, [-1] + [1] * (len(like.shape) - 1))
+
+
+# ----------------------------------------------------------------------------- randomness
+
+def as_seed(seed) -> tf.Tensor:
+    """An int64 [2] seed tensor; None means the fixed seed (0, 0)."""
+    if seed is None:
+        seed = (0, 0)
+    seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+    return tf.reshape(seed, [2])
+
+
+def fold_seed(seed, *tags) -> tf.Tensor:
+    """The seed for a sub-stream: `seed` with each tag (python or tensor int) folded in."""
+    for tag in tags:
+        seed = tf.random.experimental.stateless_fold_in(
+            seed, tf.cast(tag, tf.int64), alg=RNG_ALG)
+    return seed
+
+
+def example_keys(x) -> tf.Tensor:
+    """A 64-bit fingerprint of each example's bytes, [B] int64 (see the module docstring)."""
+    return tf.bitcast(tf.fingerprint(x), tf.int64)
+
+
+def per_example_seeds(seed, keys) -> tf.Tensor:
+    """[B, 2] seeds: the Philox key word of `seed` xor-ed with each example's key."""
+    batch_shape = tf.shape(keys)
+    return tf.stack([tf.bitwise.bitwise_xor(seed[0], keys),
+                     tf.broadcast_to(seed[1], batch_shape)], axis=1)
+
+
+def _map_rows(draw, seeds, dtype):
+    return tf.map_fn(draw, seeds, fn_output_signature=dtype)
+
+
+# Module-level tf.functions: called eagerly, tf.map_fn would run a Python loop over the batch
+# (milliseconds per example); traced once, it is a graph while-loop. Inside an outer
+# tf.function they are inlined.
+@tf.function(reduce_retracing=True)
+def _uniform_rows(seeds, shape, minval, maxval):
+    return _map_rows(lambda s: tf.random.stateless_uniform(
+        shape, s, minval, maxval, dtype=minval.dtype, alg=RNG_ALG), seeds, minval.dtype)
+
+
+@tf.function(reduce_retracing=True)
+def _normal_rows(seeds, shape, like):
+    return _map_rows(lambda s: tf.random.stateless_normal(
+        shape, s, dtype=like.dtype, alg=RNG_ALG), seeds, like.dtype)
+
+
+def per_example_uniform(seed, keys, shape, minval, maxval, dtype=tf.float32):
+    """[B, *shape] draws, uniform in [minval, maxval), each example from its own stream.
+    Integer dtypes draw integers."""
+    minval = tf.cast(minval, dtype)
+    maxval = tf.cast(maxval, dtype)
+    return _uniform_rows(per_example_seeds(seed, keys), tf.cast(shape, tf.int32), minval,
+                         maxval)
+
+
+def per_example_normal(seed, keys, shape, dtype=tf.float32):
+    """[B, *shape] standard normal draws, each example from its own stream."""
+    return _normal_rows(per_example_seeds(seed, keys), tf.cast(shape, tf.int32),
+                        tf.zeros([], dtype))
+
+
+def random_lp_vector(x, norm: str, radius, seed, keys):
+    """Uniform in the `norm` ball of `radius`, one draw per example, shaped like `x`.
+
+    Same distributions as CleverHans `random_lp_vector` (uniform per pixel for L-inf; for L2 a
+    Gaussian direction scaled by radius * U^(1/d), Calafiore et al. 1998), but stateless and
+    keyed per example.
+    """
+    example_shape = tf.shape(x)[1:]
+    radius = tf.cast(radius, x.dtype)
+    if norm == "linf":
+        return tf.reshape(per_example_uniform(seed, keys, example_shape, -radius, radius,
+                                              x.dtype), tf.shape(x))
+    dim = tf.reduce_prod(example_shape)
+    direction = per_example_normal(fold_seed(seed, 0), keys, [dim], x.dtype)
+    direction = direction / tf.sqrt(tf.reduce_sum(tf.square(direction), 1, keepdims=True))
+    scale = tf.pow(per_example_uniform(fold_seed(seed, 1), keys, [1], 0.0, 1.0, x.dtype),
+                   1.0 / tf.cast(dim, x.dtype))
+    return tf.reshape(radius * scale * direction, tf.shape(x))
+
+
+def random_direction(x, norm: str, seed, keys):
+    """A random step direction of unit size: sign(N(0, I)) for L-inf (Tramèr et al. 2018),
+    a uniformly random unit vector for L2."""
+    gaussian = tf.reshape(per_example_normal(seed, keys, tf.shape(x)[1:], x.dtype),
+                          tf.shape(x))
+    if norm == "linf":
+        return tf.sign(gaussian)
+    return gaussian / tf.sqrt(tf.reduce_sum(tf.square(gaussian), _example_axes(gaussian),
+                                            keepdims=True))

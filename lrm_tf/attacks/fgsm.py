@@ -1,0 +1,84 @@
+"""Fast gradient (sign) method, L-inf and L2, with an optional random step.
+
+FGSM: Goodfellow et al. 2015, "Explaining and harnessing adversarial examples".
+Random step (R+FGSM, R+Step-LL): Tramèr et al. 2018, "Ensemble adversarial training".
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from lrm_tf.attacks import _common
+from lrm_tf.attacks.losses import get_loss
+from lrm_tf.attacks.restarts import worst_case_over_restarts
+from lrm_tf.attacks.spec import AttackConfig, AttackFamily, AttackSpec
+
+
+def fast_gradient_method(model_fn, x, y=None, *, eps, norm="linf", loss="xent",
+                         clip_min=0.0, clip_max=1.0, targeted=False, rand_alpha=0.0,
+                         seed=None, restarts=1):
+    """One gradient step of size eps (CleverHans `fast_gradient_method` maths).
+
+    y: true labels (untargeted) or targets (targeted); None uses the model's predictions
+      (CleverHans' default, against label leaking).
+    loss: 'xent', 'cw' or a callable(labels, logits) -> [B].
+    rand_alpha: 0 for plain FGSM. Otherwise first move to x' = x + alpha * u, with
+      u = sign(N(0, I)) for L-inf (Tramèr et al.) or a random unit vector for L2, clip x' to
+      the range, then take the gradient step of size eps - alpha from x'; the total
+      perturbation stays within eps.
+    seed: int [2] tensor for the random step; restarts: worst case over that many random
+      steps (only meaningful with rand_alpha > 0).
+    """
+    logits_fn = _common.as_logits_fn(model_fn)
+    loss_fn = get_loss(loss)
+    norm = _common.normalize_norm(norm)
+    x = tf.convert_to_tensor(x)
+    if not x.dtype.is_floating:
+        x = tf.cast(x, tf.float32)
+    if y is None:
+        if targeted:
+            raise ValueError("a targeted attack needs the target labels y")
+        y = _common.predicted_labels(logits_fn(x))
+    seed = _common.as_seed(seed)
+    random_step = rand_alpha is not None and rand_alpha > 0
+
+    def attack_once(attack_seed):
+        start = x
+        step_size = eps
+        if random_step:
+            keys = _common.example_keys(x)
+            direction = _common.random_direction(
+                x, norm, _common.fold_seed(attack_seed, _common.STREAM_RANDOM_STEP), keys)
+            start = _common.clip_to_range(x + rand_alpha * direction, clip_min, clip_max)
+            step_size = eps - rand_alpha
+        grad = _common.loss_gradient(logits_fn, loss_fn, start, y, targeted)
+        x_adv = start + _common.optimize_linear(grad, step_size, norm)
+        return tf.stop_gradient(_common.clip_to_range(x_adv, clip_min, clip_max))
+
+    if not random_step:
+        return attack_once(seed)
+    sign = -1.0 if targeted else 1.0
+    return worst_case_over_restarts(
+        attack_once, logits_fn, lambda labels, logits: sign * loss_fn(labels=labels, logits=logits),
+        x, y, seed, restarts, targeted)
+
+
+def _build(spec: AttackSpec, logits_fn, config: AttackConfig):
+    if spec.rand_init:
+        rand_alpha = config.eps / 2 if config.rand_step_alpha is None else config.rand_step_alpha
+        if not 0 < rand_alpha < config.eps:
+            raise ValueError(f"{spec.name}: the random step alpha={rand_alpha} must lie in "
+                             f"(0, eps={config.eps})")
+    else:
+        rand_alpha = 0.0
+
+    def run(x, labels, seed):
+        return fast_gradient_method(
+            logits_fn, x, labels, eps=config.eps, norm=spec.norm, loss=spec.loss,
+            clip_min=config.clip_min, clip_max=config.clip_max, targeted=spec.targeted,
+            rand_alpha=rand_alpha, seed=seed,
+            restarts=config.restarts if spec.rand_init else 1)
+    return run
+
+
+FAMILY = AttackFamily(name="fgsm", build=_build, multi_step=False, losses=("xent", "cw"),
+                      norms=("linf", "l2"), targetable=True, default_rand_init=False)
