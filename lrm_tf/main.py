@@ -235,7 +235,7 @@ def _setup_tf():
     with _quiet_native_stderr():
         import keras
         import tensorflow as tf
-        if FLAGS.cpu_replicas > 1:
+        if FLAGS.cpu_replicas > 1 and FLAGS.strategy == "mirrored":
             from lrm_tf.distribute import split_logical_cpus
             split_logical_cpus(FLAGS.cpu_replicas)
         tf.config.list_logical_devices()  # device initialisation logs (e.g. no CUDA driver)
@@ -398,23 +398,45 @@ def _parse_flags(argv):
     try:
         return FLAGS(argv)
     except flags.Error as e:
-        print(f"error: {e}", file=sys.stderr)
+        message = str(e).replace("ERROR:: Unable to open flagfile", "--flagfile: cannot open the file")
+        print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
 
 
+def _guarded(argv):
+    """main() with the expected failures turned into one line on stderr and an exit status."""
+    _setup_tf()
+    from lrm_tf.data import DataError
+    from lrm_tf.rundir import RunDir
+    from lrm_tf.training import DivergenceError
+    try:
+        main(argv)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(3)
+    except DivergenceError as e:
+        RunDir(FLAGS.model_dir).set_state("diverged", message=str(e))
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(4)
+
+
 def run_main():
-    def guarded(argv):
-        _setup_tf()
-        from lrm_tf.data import DataError
-        try:
-            main(argv)
-        except UsageError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
-        except DataError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(3)
-    app.run(guarded, flags_parser=_parse_flags)
+    app.run(_guarded, flags_parser=_parse_flags)
+
+
+def run_argv(argv) -> int:
+    """Runs the program in this process with `argv` (argv[0] is the program name); returns the
+    exit status. Flags are reset first, so it can be called repeatedly (tests, notebooks)."""
+    FLAGS.unparse_flags()
+    _strategy.cache_clear()
+    try:
+        _guarded(_parse_flags(list(argv)))
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 1
+    return 0
 
 
 if __name__ == "__main__":

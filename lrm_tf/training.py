@@ -19,7 +19,7 @@ import tensorflow as tf
 from lrm_tf import data as data_lib
 from lrm_tf import models
 from lrm_tf.objectives.compose import Objective, compute_objective
-from lrm_tf.rundir import RunDir
+from lrm_tf.rundir import RunDir, write_json_atomic
 from lrm_tf.schedules import make_schedule
 
 
@@ -148,15 +148,57 @@ class _MetricsCsv(keras.callbacks.Callback):
             f.flush()
 
 
-class _CheckpointEverySteps(keras.callbacks.Callback):
-    def __init__(self, manager, every):
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite loss; the message names the step and the active terms."""
+
+
+class _Checkpoints(keras.callbacks.Callback):
+    """Saves checkpoints (weights, optimizer, and the epoch's metric accumulators, so a run
+    resumed mid-epoch logs the same epoch means) and stops on a non-finite loss before that
+    step could be saved, so the last checkpoint on disk is always a good one."""
+
+    def __init__(self, manager, every_steps: int = 0, resume_metrics: Optional[dict] = None):
         super().__init__()
-        self.manager, self.every = manager, every
+        self.manager, self.every = manager, every_steps
+        self.resume_metrics = resume_metrics
+
+    def save(self):
+        step = int(self.model.optimizer.iterations.numpy())
+        state = {m.name: [np.asarray(v.numpy()).tolist() for v in m.variables]
+                 for m in self.model.metrics}
+        # Written before the checkpoint, so any checkpoint on disk has its metric state.
+        write_json_atomic(os.path.join(self.manager.directory, f"ckpt-{step}.metrics.json"), state)
+        self.manager.save(checkpoint_number=step)
+        kept = {os.path.basename(p) for p in self.manager.checkpoints}
+        for name in os.listdir(self.manager.directory):
+            stem = name[:-len(".metrics.json")]
+            if name.endswith(".metrics.json") and stem not in kept and stem != f"ckpt-{step}":
+                os.remove(os.path.join(self.manager.directory, name))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.resume_metrics:
+            for m in self.model.metrics:
+                for v, value in zip(m.variables, self.resume_metrics.get(m.name, [])):
+                    v.assign(np.asarray(value, dtype=v.dtype))
+            self.resume_metrics = None
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
-        if step % self.every == 0:
-            self.manager.save(checkpoint_number=step)
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            terms = ", ".join(f"{k}={float(v):.4g}" for k, v in sorted((logs or {}).items())
+                              if k != "loss")
+            raise DivergenceError(
+                f"training diverged at step {step}: the loss became {loss}; epoch means of the "
+                f"active terms: {terms}. Likely cause: a coefficient or learning rate too large "
+                f"for this model. Last good checkpoint: {self.manager.latest_checkpoint or 'none'}")
+        if self.every and step % self.every == 0:
+            self.save()
+
+
+def _latest_step(manager) -> int:
+    path = manager.latest_checkpoint
+    return int(path.rsplit("-", 1)[1]) if path else -1
 
 
 def steps_plan(num_train: int, cfg: TrainConfig):
@@ -199,8 +241,10 @@ def train(net_fn: Callable[[], keras.Model], objective: Objective, arrays: data_
         trainer = build_trainer(net, objective, arrays.info.num_classes, cfg, steps_per_epoch)
         ckpt = tf.train.Checkpoint(net=net, optimizer=trainer.optimizer)
     manager = tf.train.CheckpointManager(ckpt, run.checkpoints, max_to_keep=2)
+    resume_metrics = None
     if manager.latest_checkpoint:
         ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        resume_metrics = RunDir.read_json(manager.latest_checkpoint + ".metrics.json")
     start = int(trainer.optimizer.iterations.numpy())
     if start:
         log(f"resuming from {manager.latest_checkpoint} at step {start} of {total_steps}")
@@ -213,9 +257,9 @@ def train(net_fn: Callable[[], keras.Model], objective: Objective, arrays: data_
         _MetricsCsv(run.metrics_csv),
         keras.callbacks.TensorBoard(run.tensorboard, update_freq="epoch", write_graph=False),
     ]
-    if cfg.checkpoint_every_steps:
-        callbacks.append(_CheckpointEverySteps(manager, cfg.checkpoint_every_steps))
-    callbacks.append(_OneEpochPerFit())
+    checkpoints = _Checkpoints(manager, cfg.checkpoint_every_steps,
+                               resume_metrics if start % steps_per_epoch else None)
+    callbacks += [checkpoints, _OneEpochPerFit()]
     n_epochs = math.ceil(total_steps / steps_per_epoch)
     for epoch in range(start // steps_per_epoch, n_epochs):
         done_in_epoch = start - epoch * steps_per_epoch if epoch == start // steps_per_epoch else 0
@@ -225,5 +269,6 @@ def train(net_fn: Callable[[], keras.Model], objective: Objective, arrays: data_
         ds = ds.skip(done_in_epoch).take(steps)
         trainer.fit(ds, epochs=n_epochs, initial_epoch=epoch, callbacks=callbacks, shuffle=False,
                     verbose=verbose)
-        manager.save(checkpoint_number=int(trainer.optimizer.iterations.numpy()))
+        if _latest_step(manager) != int(trainer.optimizer.iterations.numpy()):
+            checkpoints.save()
     return net

@@ -136,6 +136,14 @@ def loss_gradient(logits_fn: LogitsFn, loss_fn: LossFn, x, labels, targeted: boo
     return tape.gradient(loss, x)
 
 
+def is_empty_batch(x) -> bool:
+    """True when x is known at trace time to hold no example (a replica's share of a batch
+    smaller than the replica count). Such a graph is returned as is: TF 2.21's grappler
+    crashes the process (SIGFPE) while constant-folding SPSA's graph with a static batch of
+    0. A batch that is empty only at run time runs fine."""
+    return x.shape.rank is not None and x.shape.rank > 0 and x.shape[0] == 0
+
+
 def predicted_labels(logits):
     return tf.argmax(logits, axis=-1)
 
@@ -175,8 +183,12 @@ def per_example_seeds(seed, keys) -> tf.Tensor:
                      tf.broadcast_to(seed[1], batch_shape)], axis=1)
 
 
-def _map_rows(draw, seeds, dtype):
-    return tf.map_fn(draw, seeds, fn_output_signature=dtype)
+def _map_rows(draw, seeds, shape, dtype):
+    # An empty batch (e.g. a replica's share of a short last batch) cannot go through map_fn:
+    # it would have to stack zero elements of unknown shape.
+    return tf.cond(tf.shape(seeds)[0] > 0,
+                   lambda: tf.map_fn(draw, seeds, fn_output_signature=dtype),
+                   lambda: tf.zeros(tf.concat([[0], shape], axis=0), dtype))
 
 
 # Module-level tf.functions: called eagerly, tf.map_fn would run a Python loop over the batch
@@ -185,13 +197,13 @@ def _map_rows(draw, seeds, dtype):
 @tf.function(reduce_retracing=True)
 def _uniform_rows(seeds, shape, minval, maxval):
     return _map_rows(lambda s: tf.random.stateless_uniform(
-        shape, s, minval, maxval, dtype=minval.dtype, alg=RNG_ALG), seeds, minval.dtype)
+        shape, s, minval, maxval, dtype=minval.dtype, alg=RNG_ALG), seeds, shape, minval.dtype)
 
 
 @tf.function(reduce_retracing=True)
 def _normal_rows(seeds, shape, like):
     return _map_rows(lambda s: tf.random.stateless_normal(
-        shape, s, dtype=like.dtype, alg=RNG_ALG), seeds, like.dtype)
+        shape, s, dtype=like.dtype, alg=RNG_ALG), seeds, shape, like.dtype)
 
 
 def per_example_uniform(seed, keys, shape, minval, maxval, dtype=tf.float32):

@@ -34,6 +34,8 @@ def fast_gradient_method(model_fn, x, y=None, *, eps, norm="linf", loss="xent",
     x = tf.convert_to_tensor(x)
     if not x.dtype.is_floating:
         x = tf.cast(x, tf.float32)
+    if _common.is_empty_batch(x):
+        return x
     if y is None:
         if targeted:
             raise ValueError("a targeted attack needs the target labels y")

@@ -42,6 +42,8 @@ def projected_gradient_descent(model_fn, x, y=None, *, eps, eps_step, steps, nor
     x = tf.convert_to_tensor(x)
     if not x.dtype.is_floating:
         x = tf.cast(x, tf.float32)
+    if _common.is_empty_batch(x):
+        return x
     if y is None:
         if targeted:
             raise ValueError("a targeted attack needs the target labels y")

@@ -174,7 +174,7 @@ def build_attack(spec: AttackSpec | str, model_fn, *, eps, eps_step, clip_min=0.
         x = tf.convert_to_tensor(x)
         if not x.dtype.is_floating:
             x = tf.cast(x, tf.float32)
-        if family is CLEAN:
+        if family is CLEAN or _common.is_empty_batch(x):
             return x
         seed = _common.as_seed(seed)
         clean_logits = None

@@ -138,6 +138,8 @@ def spsa(model_fn, x, y=None, *, eps, steps, seed=None, clip_min=0.0, clip_max=1
     x = tf.convert_to_tensor(x)
     if not x.dtype.is_floating:
         x = tf.cast(x, tf.float32)
+    if _common.is_empty_batch(x):
+        return x
     if y is None:
         if targeted:
             raise ValueError("a targeted attack needs the target labels y")

@@ -70,3 +70,17 @@ def test_xla_compiled_step_matches_plain_step():
     compiled = tf.function(lambda x, y: projected_gradient_descent(
         model, x, y, jit_compile_step=True, **kwargs))(x, y)
     np.testing.assert_allclose(plain.numpy(), compiled.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("batch_dim", [0, None])
+def test_empty_batch(logits_fn, batch_dim):
+    """A replica may get no example of a short last batch: static or run-time batch 0."""
+    signature = [tf.TensorSpec([batch_dim, 8, 8, 1], tf.float32),
+                 tf.TensorSpec([batch_dim], tf.int64), tf.TensorSpec([2], tf.int64)]
+    x, y = tf.zeros([0, 8, 8, 1]), tf.zeros([0], tf.int64)
+    for name in ["fgsm_xent", "r_step_rand", "pgd3_l2_xent", "pgd3_ll", "spsa2_rand"]:
+        attack = build_attack(name, logits_fn, eps=0.1, eps_step=0.03, restarts=2,
+                              spsa_samples=4)
+        x_adv = tf.function(attack, input_signature=signature)(x, y, tf.constant([1, 2],
+                                                                               tf.int64))
+        assert x_adv.shape == (0, 8, 8, 1)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lrm_tf.attacks import _common, build_attack, spsa
-from lrm_tf.attacks.spsa import (draw_signs, initial_perturbation, spsa_gradient_estimate,
+from lrm_tf.attacks import _common, build_attack
+from lrm_tf.attacks.spsa import (draw_signs, initial_perturbation, spsa, spsa_gradient_estimate,
                                  spsa_loss)
 
 NUM_CLASSES = 10

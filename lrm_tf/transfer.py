@@ -1,0 +1,125 @@
+"""Black-box transfer (SPEC A6): adversarial examples made on a source model, accuracy of a target.
+
+The full source x target matrix is laid out like LRM (Summers & Dinneen) tables 2 and 4:
+one row per source model, one column per target model. A cell whose source and target are
+the same model object is a white-box attack and equals `evaluation.attack_accuracy` for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Dict, Mapping, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from lrm_tf import evaluation
+from lrm_tf.evaluation import ThreatModel
+from lrm_tf.rundir import write_json_atomic, write_text_atomic
+
+
+def adversarial_examples(model, images: np.ndarray, labels: np.ndarray, attack_name: str,
+                         threat: ThreatModel, batch_size: int = 500, seed: int = 0,
+                         strategy: Optional[tf.distribute.Strategy] = None):
+    """The adversarial images that `evaluation.attack_accuracy` scores, as a float32 array.
+
+    Same attack construction, same batching and the same per-batch seed (seed, i), so the
+    images are those attack_accuracy makes with the same arguments. SPSA runs on the first
+    `threat.spsa_examples` examples only, as in attack_accuracy: returns (images, labels)
+    of the examples actually attacked.
+    """
+    from lrm_tf import attacks
+    strategy = strategy or tf.distribute.get_strategy()
+    spec = attacks.parse_attack(attack_name)
+    if spec.family == "spsa" and threat.spsa_examples:
+        images, labels = images[:threat.spsa_examples], labels[:threat.spsa_examples]
+    model_fn = evaluation._as_model_fn(model)
+    attack = attacks.build_attack(
+        spec, model_fn, eps=threat.eps, eps_step=threat.eps_step, clip_min=threat.clip_min,
+        clip_max=threat.clip_max, restarts=threat.restarts,
+        use_true_labels=threat.use_true_labels, spsa_samples=threat.spsa_samples)
+    attack_on_replica = tf.function(attack)
+    batches = []
+    for i, start in enumerate(range(0, len(labels), batch_size)):
+        x = tf.convert_to_tensor(images[start:start + batch_size], tf.float32)
+        y = tf.convert_to_tensor(labels[start:start + batch_size], tf.int64)
+        step_seed = tf.constant([seed, i], tf.int64)
+        if strategy.num_replicas_in_sync > 1:
+            dist = strategy.experimental_distribute_values_from_function(
+                lambda ctx: evaluation._shard(ctx, x, y))
+            per_replica = strategy.run(lambda xy, s: attack_on_replica(xy[0], xy[1], s),
+                                       args=(dist, step_seed))
+            # Shards are contiguous and in replica order, so gathering restores batch order.
+            x_adv = tf.concat(strategy.experimental_local_results(per_replica)[::-1], 0)
+        else:
+            x_adv = attack_on_replica(x, y, step_seed)
+        batches.append(np.asarray(x_adv, np.float32))
+    shape = (0, *np.shape(images)[1:])
+    adv = np.concatenate(batches) if batches else np.zeros(shape, np.float32)
+    return adv, np.asarray(labels)
+
+
+def transfer_matrix(sources: Mapping[str, object], targets: Mapping[str, object],
+                    images: np.ndarray, labels: np.ndarray, attack_name: str,
+                    threat: ThreatModel, batch_size: int = 500, seed: int = 0,
+                    strategy: Optional[tf.distribute.Strategy] = None,
+                    progress: bool = False) -> Dict:
+    """Accuracy of every target on the adversarial examples of every source (JSON-able).
+
+    Each source's examples are made once and then scored on each target with
+    `evaluation.attack_accuracy(target, x_adv, labels, 'clean', ...)`, i.e. the same
+    accuracy loop as white-box evaluation.
+    """
+    if not sources or not targets:
+        raise ValueError("transfer_matrix needs at least one source and one target model")
+    accuracy, white_box, seconds = {}, [], {}
+    examples = None
+    for source_name, source in sources.items():
+        t0 = time.time()
+        x_adv, y = adversarial_examples(source, images, labels, attack_name, threat,
+                                        batch_size, seed, strategy)
+        examples = len(y)
+        accuracy[source_name] = {}
+        for target_name, target in targets.items():
+            acc, _ = evaluation.attack_accuracy(target, x_adv, y, "clean", threat, batch_size,
+                                                seed, strategy, progress=progress)
+            accuracy[source_name][target_name] = acc
+            if target is source:
+                white_box.append([source_name, target_name])
+        seconds[source_name] = round(time.time() - t0, 2)
+    return {"attack": attack_name, "sources": list(sources), "targets": list(targets),
+            "accuracy": accuracy, "examples": examples, "white_box": white_box,
+            "threat": dataclasses.asdict(threat), "seed": seed, "seconds": seconds}
+
+
+def transfer_markdown(matrix: Dict, title: Optional[str] = None) -> str:
+    """The matrix as a table laid out like LRM table 2: rows = source, columns = target."""
+    threat = matrix["threat"]
+    title = title or f"Black-box transfer: {matrix['attack']}"
+    white_box = {tuple(pair) for pair in matrix["white_box"]}
+    lines = [f"# {title}", "",
+             f"Adversarial examples of `{matrix['attack']}` (eps={threat['eps']:g}, "
+             f"eps_step={threat['eps_step']:g}) made on each source model (row) and "
+             f"classified by each target model (column); accuracy in percent over "
+             f"{matrix['examples']} test examples.", "",
+             "| source \\ target | " + " | ".join(matrix["targets"]) + " |",
+             "|---|" + "---:|" * len(matrix["targets"])]
+    for source in matrix["sources"]:
+        cells = []
+        for target in matrix["targets"]:
+            mark = "*" if (source, target) in white_box else ""
+            cells.append(f"{100 * matrix['accuracy'][source][target]:.2f}%{mark}")
+        lines.append(f"| {source} | " + " | ".join(cells) + " |")
+    if white_box:
+        lines += ["", "\\* source and target are the same model: a white-box attack."]
+    return "\n".join(lines) + "\n"
+
+
+def write_transfer(out_dir: str, matrix: Dict, name: str = "transfer"):
+    """Writes `<name>.json` and `<name>.md` in out_dir atomically; returns their paths."""
+    json_path, md_path = os.path.join(out_dir, f"{name}.json"), os.path.join(out_dir, f"{name}.md")
+    write_json_atomic(json_path, matrix)
+    write_text_atomic(md_path, transfer_markdown(matrix))
+    return json_path, md_path

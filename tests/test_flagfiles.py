@@ -1,0 +1,190 @@
+"""Every flagfile in flags/ parses, validates and runs end to end, so that none can rot.
+
+One subprocess (this file run as a script) pays the TensorFlow import once and, for each
+flagfile, in this order:
+
+1. validates the flagfile as written (`lrm_tf.main.validate()` on its own flags: attack names
+   of --eval_attacks and --adv_train, eps/step, every value), overriding only --model_dir and,
+   for --mode=eval flagfiles, --load_from (pointed at the run this test made from the flagfile
+   named by the original --load_from; training flagfiles therefore run first);
+2. runs it through `lrm_tf.main.run_argv` on synthetic data of the dataset's shape with
+   `--synthetic_data=16 --train_steps=1 --batch_size=8 --eval_examples=4 --eval_batch_size=4
+   --eval_attacks=clean --overwrite --verbose=0`. Training attacks (--adv_train) still run at
+   their own step count (PGD-40 on 8 MNIST images is cheap). To keep CI fast, wide_resnet
+   flagfiles (WRN-28-10 / WRN-32-10, 36-46 M parameters) run with `--depth=8 --width=1`: the
+   same code path, a 0.08 M-parameter network.
+
+It prints one JSON line per flagfile; the tests below check them one flagfile at a time.
+Measured on the 2-core development machine: see flags/README.md ("Tests").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+FLAGS_DIR = os.path.join(REPO, "flags")
+FAST_OVERRIDES = ["--synthetic_data=16", "--train_steps=1", "--batch_size=8", "--eval_examples=4",
+                  "--eval_batch_size=4", "--eval_attacks=clean", "--overwrite", "--verbose=0"]
+WIDE_RESNET_OVERRIDES = ["--depth=8", "--width=1"]
+
+
+def flagfiles():
+    return sorted(os.path.join(FLAGS_DIR, f) for f in os.listdir(FLAGS_DIR) if f.endswith(".cfg"))
+
+
+def stem(path):
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def read_flags(path):
+    """{flag name: value} of the --name=value lines of a flagfile (the last one wins)."""
+    out = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            m = re.match(r"^--([A-Za-z0-9_]+)(?:=(.*))?$", line)
+            if m:
+                out[m.group(1)] = m.group(2) if m.group(2) is not None else "true"
+    return out
+
+
+def run_order(paths):
+    """Training flagfiles first, then those that evaluate another flagfile's run."""
+    return sorted(paths, key=lambda p: (read_flags(p).get("mode", "train") == "eval", stem(p)))
+
+
+# ----------------------------------------------------------------------------- the subprocess
+def _child(out_root, paths):
+    import contextlib
+    import io
+    import traceback
+    from lrm_tf import main as lrm_main
+
+    def capture(fn):
+        buf = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(buf):
+                code = fn()
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        except Exception:  # noqa: BLE001 - reported per flagfile, never hides another
+            code, buf = -1, io.StringIO(traceback.format_exc())
+        return code, buf.getvalue().strip()[-2000:]
+
+    for path in run_order(paths):
+        flags = read_flags(path)
+        name = stem(path)
+        own = ["lrm_tf", f"--flagfile={path}", f"--model_dir={os.path.join(out_root, name)}"]
+        if flags.get("load_from"):
+            own.append(f"--load_from={os.path.join(out_root, os.path.basename(flags['load_from']))}")
+
+        def validate():
+            lrm_main.FLAGS.unparse_flags()
+            try:
+                lrm_main.FLAGS(own)
+                lrm_main.validate()
+            except lrm_main.UsageError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+            except Exception as e:  # absl flag errors
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+            return 0
+
+        t0 = time.time()
+        valid, valid_err = capture(validate)
+        extra = WIDE_RESNET_OVERRIDES if flags.get("model") == "wide_resnet" else []
+        rc, err = capture(lambda: lrm_main.run_argv(own + FAST_OVERRIDES + extra))
+        print(json.dumps({"stem": name, "validate": valid, "validate_error": valid_err, "rc": rc,
+                          "error": err, "seconds": round(time.time() - t0, 2)}), flush=True)
+
+
+# ----------------------------------------------------------------------------- the tests
+if __name__ != "__main__":
+    import pytest
+
+    ALL = flagfiles()
+
+    @pytest.fixture(scope="module")
+    def runs(tmp_path_factory):
+        out = tmp_path_factory.mktemp("flagfile_runs")
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        t0 = time.time()
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), str(out), *ALL], cwd=REPO,
+                              env=env, capture_output=True, text=True, timeout=3600)
+        lines = {}
+        for line in proc.stdout.splitlines():
+            if line.startswith("{"):
+                record = json.loads(line)
+                lines[record["stem"]] = record
+        print(f"\n{len(lines)} flagfiles in {time.time() - t0:.0f} s", file=sys.stderr)
+        assert lines, f"the flagfile runner printed nothing (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+        return lines
+
+    @pytest.mark.parametrize("path", ALL, ids=[stem(p) for p in ALL])
+    def test_flagfile_validates_and_runs(runs, path):
+        record = runs.get(stem(path))
+        assert record is not None, f"{stem(path)}: the runner stopped before it"
+        assert record["validate"] == 0, f"{stem(path)} does not validate as written: {record['validate_error']}"
+        assert record["rc"] == 0, f"{stem(path)} failed end to end (exit {record['rc']}): {record['error']}"
+
+    @pytest.mark.parametrize("path", ALL, ids=[stem(p) for p in ALL])
+    def test_flagfile_conventions(path):
+        """A leading comment, its own run directory, no machine-specific data paths, and each
+        published white-box column among its --eval_attacks."""
+        from lrm_tf.published import PUBLISHED, UNPUBLISHED
+        with open(path) as f:
+            text = f.read()
+        flags = read_flags(path)
+        name = stem(path)
+        assert text.startswith("#"), f"{name}: start with a comment naming paper, table and row"
+        assert "local_data" not in flags and "data_dir" not in flags, f"{name}: users add data paths"
+        if name in UNPUBLISHED:
+            return
+        assert flags.get("model_dir") == f"runs/{name}", f"{name}: --model_dir=runs/{name}"
+        attacks = flags.get("eval_attacks", "").split(",")
+        for key in PUBLISHED[name]["results"]:
+            if not key.startswith("blackbox:"):
+                assert key in attacks, f"{name}: published column {key} missing from --eval_attacks"
+        if flags.get("mode") == "eval":
+            source = os.path.basename(flags["load_from"])
+            assert os.path.exists(os.path.join(FLAGS_DIR, source + ".cfg")), \
+                f"{name}: --load_from names no flagfile ({source})"
+
+    def test_every_flagfile_has_a_published_entry_and_back():
+        from lrm_tf.published import PUBLISHED, UNPUBLISHED
+        stems = {stem(p) for p in ALL}
+        assert sorted(stems - set(PUBLISHED) - set(UNPUBLISHED)) == [], "flagfiles without an entry"
+        assert sorted(set(PUBLISHED) - stems) == [], "published entries without a flagfile"
+        assert sorted(set(UNPUBLISHED) - stems) == [], "UNPUBLISHED names without a flagfile"
+        assert not set(PUBLISHED) & set(UNPUBLISHED)
+
+    def test_blackbox_sources_are_flagfiles():
+        from lrm_tf.published import PUBLISHED, EXTERNAL_SOURCES
+        stems = {stem(p) for p in ALL}
+        for name, entry in PUBLISHED.items():
+            for key in entry["results"]:
+                if key.startswith("blackbox:"):
+                    _, source, attack = key.split(":")
+                    assert source in stems or source in EXTERNAL_SOURCES, f"{name}: {key}"
+
+    def test_attack_names_of_published_entries_parse():
+        from lrm_tf.attacks import parse_attack
+        from lrm_tf.published import PUBLISHED
+        for name, entry in PUBLISHED.items():
+            for key in entry["results"]:
+                attack = key.split(":")[-1] if key.startswith("blackbox:") else key
+                if attack in ("fgsm", "pgd"):  # quoted from Madry et al. without their loss
+                    continue
+                parse_attack(attack)
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1], sys.argv[2:])

@@ -1,0 +1,79 @@
+"""Bad input is a normal event: exit status 2, one line naming the flag and what is allowed,
+no traceback, and no run directory left behind (SPEC 7)."""
+
+import contextlib
+import io
+import os
+
+import pytest
+
+from lrm_tf import main
+
+BAD_INPUTS = [
+    # (arguments, text the one-line message must contain)
+    (["--bogus_flag=1"], "bogus_flag"),
+    (["--dataset=imagenet"], "--dataset"),
+    (["--model=vgg"], "--model"),
+    (["--mode=fly"], "--mode"),
+    (["--eval_attacks=clean,pgd_xent"], "--eval_attacks"),
+    (["--eval_attacks=foo20_xent"], "--eval_attacks"),
+    (["--adv_train=pgd7_foo"], "--adv_train"),
+    (["--eps=0"], "--eps"),
+    (["--eps=-0.1"], "--eps"),
+    (["--eps=abc"], "--eps"),
+    (["--eps=0.1", "--eps_step=0.2", "--eval_attacks=pgd10_xent"], "--eps_step"),
+    (["--eps_step=0"], "--eps_step"),
+    (["--label_smoothing=0.95"], "--label_smoothing"),  # digits: s <= 1 - 1/10
+    (["--label_smoothing=-0.1"], "--label_smoothing"),
+    (["--label_smoothing_form=shafahi", "--label_smoothing=1.5"], "--label_smoothing"),
+    (["--logit_squeeze=-1"], "--logit_squeeze"),
+    (["--logit_similarity=-2"], "--logit_similarity"),
+    (["--adv_train=pgd3_xent", "--alp_weight=-0.5"], "--alp_weight"),
+    (["--adv_train=pgd3_xent", "--pairing_ratio=-1"], "--pairing_ratio"),
+    (["--adv_train=pgd3_xent", "--pairing_beta=1e-3"], "--pairing_ratio"),
+    (["--alp_weight=0.5"], "--adv_train"),
+    (["--adv_alpha=1.5", "--adv_train=pgd3_xent"], "--adv_alpha"),
+    (["--noise_sigma=-0.1"], "--noise_sigma"),
+    (["--mixup=cutmix"], "--mixup"),
+    (["--mixup=mixup", "--mixup_alpha=0"], "--mixup_alpha"),
+    (["--restarts=0"], "--restarts"),
+    (["--spsa_samples=0"], "--spsa_samples"),
+    (["--batch_size=0"], "--batch_size"),
+    (["--batch_size=7", "--strategy=mirrored", "--devices=/cpu:0,/cpu:0"], "--batch_size"),
+    (["--train_epochs=0"], "--train_epochs"),
+    (["--train_steps=-5"], "--train_steps"),
+    (["--lr_values=0.1,0.01", "--lr_boundaries="], "--lr_values"),
+    (["--lr_values=abc"], "--lr_values"),
+    (["--lr_boundaries=150,100"], "--lr_boundaries"),
+    (["--weight_decay=-1"], "--weight_decay"),
+    (["--model=wide_resnet", "--depth=4"], "--depth"),
+    (["--cpu_replicas=2"], "--cpu_replicas"),
+    (["--data_dir=/tmp", "--local_data=/tmp"], "--data_dir"),
+    (["--local_data=/nonexistent/folder"], "--local_data"),
+    (["--flagfile=/nonexistent/experiment.cfg"], "--flagfile"),
+    (["--mode=eval", "--load_from=/"], "--load_from"),
+    (["stray_argument"], "unexpected arguments"),
+]
+
+
+@pytest.mark.parametrize("args,expected", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_exits_2_with_one_line(args, expected, tmp_path):
+    model_dir = tmp_path / "run"
+    stderr, stdout = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
+        code = main.run_argv(["lrm_tf", f"--model_dir={model_dir}", *args])
+    lines = [l for l in stderr.getvalue().splitlines() if l.strip()]
+    assert code == 2, (code, stderr.getvalue())
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr.getvalue()
+    assert expected in lines[0]
+    assert "Traceback" not in stderr.getvalue() + stdout.getvalue()
+    assert not model_dir.exists()
+
+
+def test_unwritable_model_dir_fails_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        code = main.run_argv(["lrm_tf", f"--model_dir={blocker}/run", "--train_steps=1"])
+    assert code == 2 and "--model_dir" in stderr.getvalue()
