@@ -194,7 +194,7 @@ def eq4_terms(model, images: np.ndarray, labels: np.ndarray,
         g_other = _flat(tape.gradient(sum_other, x))
         del tape
         gap = z_true - z_other
-        grad_gap = tf.norm(g_true - g_other, axis=1)
+        grad_gap = tf.reduce_sum(tf.abs(g_true - g_other), axis=1)
         dot = tf.reduce_sum(g_true * g_other, axis=1)
         norms = tf.norm(g_true, axis=1) * tf.norm(g_other, axis=1)
         cosine = tf.where(norms > 0, dot / tf.maximum(norms, 1e-30), tf.zeros_like(dot))

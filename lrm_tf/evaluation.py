@@ -41,7 +41,7 @@ def attack_accuracy(model, images: np.ndarray, labels: np.ndarray, attack_name: 
 
     Each batch is attacked by one compiled function run under `strategy` (the batch is split
     across replicas); batch i uses the seed (seed, i), so results do not depend on the strategy.
-    Returns (accuracy, number of examples, adversarial images as float32 array or None).
+    Returns (accuracy, number of examples).
     """
     from lrm_tf import attacks
     import keras

@@ -22,11 +22,13 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 
 # ----------------------------------------------------------------------------- what and where
-flags.DEFINE_enum("mode", "train", ["train", "eval", "export"],
-                  "train (then evaluate and export), eval, or export")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "transfer", "analyze", "export"],
+                  "train (then evaluate and export), eval, transfer (black-box matrix), analyze "
+                  "(the papers' figures), or export")
 flags.DEFINE_string("model_dir", "runs/default", "the run directory")
 flags.DEFINE_bool("overwrite", False, "replace a finished run in --model_dir instead of refusing")
-flags.DEFINE_string("load_from", "", "run directory or SavedModel to evaluate (default: --model_dir)")
+flags.DEFINE_string("load_from", "", "run directory or SavedModel to evaluate or analyze (default: "
+                    "--model_dir); for --mode=transfer a comma-separated list of source models")
 # ----------------------------------------------------------------------------- data
 flags.DEFINE_string("dataset", "digits",
                     "mnist, cifar10, cifar100, svhn_cropped, or digits (embedded 8x8, offline)")
@@ -73,6 +75,8 @@ flags.DEFINE_float("clean_pairing", 0.0, "T8 clean logit pairing weight lambda")
 flags.DEFINE_enum("pairing_distance", "mean_squared", ["mean_squared", "squared_l2", "l2"],
                   "distance in ALP/CLP pairing: mean squared difference (ALP code), squared L2, L2")
 flags.DEFINE_string("adv_train", "", "attack used during training, e.g. pgd7_xent (empty: none)")
+flags.DEFINE_float("adv_train_eps", None, "eps of the training attack (default: --eps)")
+flags.DEFINE_float("adv_train_eps_step", None, "step of the training attack (default: --eps_step)")
 flags.DEFINE_float("adv_alpha", 0.5, "T9 weight of the clean cross-entropy (0.5 M-PGD, 0 Madry)")
 flags.DEFINE_float("alp_weight", 0.0, "T10 adversarial logit pairing weight lambda")
 flags.DEFINE_float("pairing_beta", 0.0, "T11 beta of the logit-norm penalty")
@@ -98,6 +102,15 @@ flags.DEFINE_integer("restarts", 1, "random restarts of attacks with a random st
 flags.DEFINE_bool("attack_true_labels", True, "untargeted attacks use true labels (else predictions)")
 flags.DEFINE_integer("spsa_samples", 128, "SPSA perturbation samples per iteration")
 flags.DEFINE_integer("spsa_examples", 1000, "evaluate SPSA on the first N examples (0: all)")
+flags.DEFINE_list("transfer_targets", [], "transfer: models that classify each source's examples "
+                  "(default: the sources)")
+flags.DEFINE_list("curves", [], "after evaluation: eps,steps,restarts sweeps (Shafahi tables 9-11)")
+flags.DEFINE_enum("curve_loss", "xent", ["xent", "cw"], "loss of the --curves PGD attacks")
+flags.DEFINE_integer("curve_steps", 100, "PGD steps of the eps and restarts sweeps")
+flags.DEFINE_list("analyses", ["logits", "eps_l", "landscape", "activations"],
+                  "analyze: which analyses to run")
+flags.DEFINE_string("analysis_attack", "pgd10_xent", "adversarial data for the logit and "
+                    "activation analyses")
 # ----------------------------------------------------------------------------- execution
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker", "tpu"],
                   "tf.distribute strategy: one device, several local devices, several hosts "
@@ -176,6 +189,9 @@ def validate():
             raise UsageError(f"--{flag}: {e}") from None
         if spec.family == "pgd" and spec.norm == "linf" and eps_step > eps:
             raise UsageError(f"--eps_step={eps_step:g} > --eps={eps:g}: PGD's step must not exceed eps")
+    for name in ("adv_train_eps", "adv_train_eps_step"):
+        if getattr(f, name) is not None and getattr(f, name) <= 0:
+            raise UsageError(f"--{name}={getattr(f, name)}: must be > 0")
     if not f.eval_attacks:
         raise UsageError("--eval_attacks: name at least one attack (e.g. clean)")
     if f.restarts < 1:
@@ -212,10 +228,26 @@ def validate():
         raise UsageError("--data_dir and --local_data conflict: set one")
     if f.local_data and not os.path.isdir(f.local_data):
         raise UsageError(f"--local_data={f.local_data}: no such folder")
-    if f.mode == "eval" and f.load_from:
-        from lrm_tf.rundir import is_run_dir, is_saved_model
-        if not (is_run_dir(f.load_from) or is_saved_model(f.load_from)):
-            raise UsageError(f"--load_from={f.load_from}: not a run directory (flags.json) or a SavedModel")
+    from lrm_tf.rundir import is_run_dir, is_saved_model
+    if f.mode == "transfer" and not f.load_from:
+        raise UsageError("--mode=transfer needs --load_from=<source>[,<source>...]")
+    paths = [p for p in f.load_from.split(",") if p] if f.mode == "transfer" else \
+        ([f.load_from] if f.load_from else [])
+    for flag, group in (("load_from", paths), ("transfer_targets", f.transfer_targets)):
+        for path in group:
+            if not (is_run_dir(path) or is_saved_model(path)):
+                raise UsageError(f"--{flag}={path}: not a run directory (flags.json) or a SavedModel")
+    from lrm_tf import analysis, curves
+    if not set(f.curves) <= set(curves.CURVES):
+        raise UsageError(f"--curves={','.join(f.curves)}: choose from {','.join(curves.CURVES)}")
+    if not set(f.analyses) <= set(analysis.ANALYSES):
+        raise UsageError(f"--analyses={','.join(f.analyses)}: choose from {','.join(analysis.ANALYSES)}")
+    try:
+        attacks.parse_attack(f.analysis_attack)
+    except ValueError as e:
+        raise UsageError(f"--analysis_attack: {e}") from None
+    if f.curve_steps < 1:
+        raise UsageError(f"--curve_steps={f.curve_steps}: must be at least 1")
 
 
 @contextlib.contextmanager
@@ -285,7 +317,9 @@ def _objective():
         pairing_ratio=FLAGS.pairing_ratio, pairing_h_direction=FLAGS.pairing_h_direction,
         mixup=FLAGS.mixup, mixup_alpha=FLAGS.mixup_alpha,
         mix_before_attack=FLAGS.mix_before_attack, separate_bn_batches=FLAGS.separate_bn_batches,
-        attack_bn_training=FLAGS.attack_bn_training, eps=eps, eps_step=eps_step)
+        attack_bn_training=FLAGS.attack_bn_training,
+        eps=FLAGS.adv_train_eps if FLAGS.adv_train_eps is not None else eps,
+        eps_step=FLAGS.adv_train_eps_step if FLAGS.adv_train_eps_step is not None else eps_step)
 
 
 @functools.lru_cache(maxsize=1)
@@ -304,17 +338,36 @@ def _threat():
                        spsa_examples=FLAGS.spsa_examples)
 
 
-def _evaluate(model, arrays, run, title):
-    from lrm_tf import data, evaluation
+def _test_images(arrays):
+    from lrm_tf import data
     n = FLAGS.eval_examples or len(arrays.y_test)
-    images = data.to_float(arrays.x_test[:n]).numpy()
-    results = evaluation.evaluate_attacks(model, images, arrays.y_test[:n], FLAGS.eval_attacks,
-                                          _threat(), FLAGS.eval_batch_size, FLAGS.seed,
-                                          strategy=_strategy())
+    return data.to_float(arrays.x_test[:n]).numpy(), arrays.y_test[:n]
+
+
+def _output_dir(run):
+    """Where eval/analyze write: --model_dir when given with --load_from, else the loaded run."""
+    from lrm_tf.rundir import RunDir, is_run_dir
+    source = FLAGS.load_from or run.path
+    if (FLAGS.load_from and FLAGS["model_dir"].present) or not is_run_dir(source):
+        return source, run
+    return source, RunDir(source)
+
+
+def _evaluate(model, arrays, run, title):
+    from lrm_tf import evaluation
+    images, labels = _test_images(arrays)
+    results = evaluation.evaluate_attacks(model, images, labels, FLAGS.eval_attacks, _threat(),
+                                          FLAGS.eval_batch_size, FLAGS.seed, strategy=_strategy())
     evaluation.write_results(run, results, title)
     print()
     evaluation.print_table(results)
     print(f"\nresults: {run.results_md}")
+    if FLAGS.curves:
+        from lrm_tf import curves
+        curves.run_curves(model, images, labels, run.path, FLAGS.curves, _threat(),
+                          steps=FLAGS.curve_steps, attack_loss=FLAGS.curve_loss,
+                          batch_size=FLAGS.eval_batch_size, seed=FLAGS.seed, strategy=_strategy())
+        print(f"curves: {', '.join(f'curve_{c}.png' for c in FLAGS.curves)} in {run.path}")
     return results
 
 
@@ -354,15 +407,50 @@ def _run_train(run):
 
 def _run_eval(run):
     from lrm_tf import export
-    from lrm_tf.rundir import RunDir, is_run_dir
-    source = FLAGS.load_from or run.path
+    source, out = _output_dir(run)
     model = export.load_classifier(source)
     arrays = _load_data()
-    # Results go to --model_dir when it is given separately, else beside the evaluated run.
-    out = run if (FLAGS.load_from and FLAGS["model_dir"].present) or not is_run_dir(source) \
-        else RunDir(source)
     out.create()
     return _evaluate(model, arrays, out, f"evaluation of {source}")
+
+
+def _run_transfer(run):
+    from lrm_tf import export, transfer
+    loaded = {}  # one object per path, so source == target is recognised as white-box
+
+    def models(paths):
+        names = [os.path.basename(os.path.normpath(p)) for p in paths]
+        names = names if len(set(names)) == len(names) else paths
+        for p in paths:
+            if p not in loaded:
+                loaded[p] = export.load_classifier(p)
+        return {name: loaded[p] for name, p in zip(names, paths)}
+
+    sources = [p for p in FLAGS.load_from.split(",") if p]
+    images, labels = _test_images(_load_data())
+    attack_names = [a for a in FLAGS.eval_attacks if a != "clean"]
+    if not attack_names:
+        raise UsageError("--mode=transfer needs an attack in --eval_attacks (e.g. pgd7_xent)")
+    run.create()
+    for attack in attack_names:
+        matrix = transfer.transfer_matrix(models(sources), models(FLAGS.transfer_targets or sources),
+                                          images, labels, attack, _threat(), FLAGS.eval_batch_size,
+                                          FLAGS.seed, _strategy())
+        transfer.write_transfer(run.path, matrix,
+                                "transfer" if len(attack_names) == 1 else f"transfer_{attack}")
+        print(transfer.transfer_markdown(matrix))
+
+
+def _run_analyze(run):
+    from lrm_tf import analysis, export
+    source, out = _output_dir(run)
+    images, labels = _test_images(_load_data())
+    eps, eps_step = _eps()
+    out.create()
+    analysis.run_analyses(export.load_classifier(source), images, labels, out.path, eps, eps_step,
+                          FLAGS.seed, which=FLAGS.analyses, attack_name=FLAGS.analysis_attack,
+                          batch_size=FLAGS.eval_batch_size, threat=_threat(), strategy=_strategy())
+    print(f"analyses written to {out.path}: " + ", ".join(f"analysis_{a}.png" for a in FLAGS.analyses))
 
 
 def _run_export(run):
@@ -391,7 +479,9 @@ def main(argv):
     validate()
     from lrm_tf.rundir import RunDir
     run = RunDir(FLAGS.model_dir)
-    {"train": _run_train, "eval": _run_eval, "export": _run_export}[FLAGS.mode](run)
+    modes = {"train": _run_train, "eval": _run_eval, "transfer": _run_transfer,
+             "analyze": _run_analyze, "export": _run_export}
+    modes[FLAGS.mode](run)
 
 
 def _parse_flags(argv):

@@ -52,7 +52,7 @@ def adversarial_examples(model, images: np.ndarray, labels: np.ndarray, attack_n
             per_replica = strategy.run(lambda xy, s: attack_on_replica(xy[0], xy[1], s),
                                        args=(dist, step_seed))
             # Shards are contiguous and in replica order, so gathering restores batch order.
-            x_adv = tf.concat(strategy.experimental_local_results(per_replica)[::-1], 0)
+            x_adv = strategy.gather(per_replica, axis=0)
         else:
             x_adv = attack_on_replica(x, y, step_seed)
         batches.append(np.asarray(x_adv, np.float32))

@@ -70,7 +70,7 @@ def _child(out_root, paths):
     def capture(fn):
         buf = io.StringIO()
         try:
-            with contextlib.redirect_stderr(buf):
+            with contextlib.redirect_stderr(buf), contextlib.redirect_stdout(io.StringIO()):
                 code = fn()
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else 1

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import REPO, run_main
+from run_utils import REPO, run_main
 
 
 def _one_line_error(proc):

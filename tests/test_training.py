@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, run_main
+from run_utils import REPO, run_main
 from lrm_tf import data, models, training
 from lrm_tf.objectives.compose import Objective
 from lrm_tf.schedules import make_schedule

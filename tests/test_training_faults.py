@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, run_main
+from run_utils import REPO, run_main
 
 BASE = ["--dataset=digits", "--model=mnist_cnn", "--batch_size=32", "--optimizer=momentum",
         "--lr_values=0.02", "--lr_boundaries=", "--weight_decay=1e-4", "--eval_attacks=clean",
