@@ -7,13 +7,13 @@ from lrm_tf.objectives._math import to_dtype
 
 
 def logit_similarity(logits, gamma):
-  """Shafahi et al. poster "Logit-Similarity": ||Z - gamma||_F / |b|, gamma a scalar -> scalar.
+    """Shafahi et al. poster "Logit-Similarity": ||Z - gamma||_F / |b|, gamma a scalar -> scalar.
 
-  Returns the unweighted term (the caller multiplies by beta'). The 1/|b| is
-  part of the published formula, for the same reason as in
-  `logit_squeeze_batch` (see there, also for tf.distribute).
-  """
-  logits = tf.convert_to_tensor(logits)
-  gamma = to_dtype(gamma, logits.dtype)
-  batch_size = tf.cast(tf.shape(logits)[0], logits.dtype)
-  return frobenius_norm(logits - gamma) / batch_size
+    Returns the unweighted term (the caller multiplies by beta'). The 1/|b| is
+    part of the published formula, for the same reason as in
+    `logit_squeeze_batch` (see there, also for tf.distribute).
+    """
+    logits = tf.convert_to_tensor(logits)
+    gamma = to_dtype(gamma, logits.dtype)
+    batch_size = tf.cast(tf.shape(logits)[0], logits.dtype)
+    return frobenius_norm(logits - gamma) / batch_size

@@ -48,18 +48,27 @@ def _np_soft_ce(t, z):
 def test_logged_clean_terms_equal_hand_computation():
     x, y = _batch()
     net = _tiny_net()
-    obj = Objective(label_smoothing=0.3, logit_squeeze=0.5, logit_similarity=2.0,
-                    logit_similarity_gamma=1.0, clean_pairing=0.7)
+    obj = Objective(
+        label_smoothing=0.3,
+        logit_squeeze=0.5,
+        logit_similarity=2.0,
+        logit_similarity_gamma=1.0,
+        clean_pairing=0.7,
+    )
     logs = _logged(obj, net, x, y)
     z = net(x).numpy().astype("float64")
     t = np.full((8, 3), 0.3 / 2)
     t[np.arange(8), y] = 0.7  # LRM form: 1 - s on the true class, s / (C - 1) elsewhere
     ce = _np_soft_ce(t, z)
-    squeeze = np.sqrt((z ** 2).sum()) / 8  # beta/|b| ||Z||_F reading
+    squeeze = np.sqrt((z**2).sum()) / 8  # beta/|b| ||Z||_F reading
     similarity = np.sqrt(((z - 1.0) ** 2).sum()) / 8
     clean_pairing = ((z[:4] - z[4:]) ** 2).mean()  # mean squared difference over pairs (i, i+4)
-    for name, value in [("ce_clean", ce), ("squeeze", squeeze), ("similarity", similarity),
-                        ("clean_pairing", clean_pairing)]:
+    for name, value in [
+        ("ce_clean", ce),
+        ("squeeze", squeeze),
+        ("similarity", similarity),
+        ("clean_pairing", clean_pairing),
+    ]:
         assert logs[name] == pytest.approx(value, rel=1e-4), name
         assert logs[name] != 0
     total = ce + 0.5 * squeeze + 2.0 * similarity + 0.7 * clean_pairing
@@ -70,12 +79,21 @@ def test_logged_adversarial_terms_equal_hand_computation():
     x, y = _batch()
     net = _tiny_net()
     # A deterministic attack (iterative, no random start) so the test can rebuild x_adv.
-    obj = Objective(adv_train="iter3_xent", eps=0.1, eps_step=0.05, adv_alpha=0.5,
-                    alp_weight=0.5, pairing_beta=1e-3, pairing_ratio=0.125,
-                    logit_squeeze=0.2, logit_squeeze_form="example")
+    obj = Objective(
+        adv_train="iter3_xent",
+        eps=0.1,
+        eps_step=0.05,
+        adv_alpha=0.5,
+        alp_weight=0.5,
+        pairing_beta=1e-3,
+        pairing_ratio=0.125,
+        logit_squeeze=0.2,
+        logit_squeeze_form="example",
+    )
     logs = _logged(obj, net, x, y)
-    attack = attacks.build_attack("iter3_xent", lambda v: net(v, training=False), eps=0.1,
-                                  eps_step=0.05)
+    attack = attacks.build_attack(
+        "iter3_xent", lambda v: net(v, training=False), eps=0.1, eps_step=0.05
+    )
     x_adv = attack(x, y, tf.constant([0, 0], tf.int64))
     zc, za = net(x).numpy().astype("float64"), net(x_adv).numpy().astype("float64")
     onehot = np.eye(3)[y]
@@ -83,11 +101,13 @@ def test_logged_adversarial_terms_equal_hand_computation():
     j_train = 0.5 * ce_clean + 0.5 * ce_adv
     h = float(-(_np_softmax(zc) * np.log(_np_softmax(za))).sum(1).mean())
     expected = {
-        "ce_clean": ce_clean, "ce_adv": ce_adv,
+        "ce_clean": ce_clean,
+        "ce_adv": ce_adv,
         "squeeze": np.linalg.norm(np.concatenate([zc, za]), axis=1).mean(),
         "pairing": ((zc - za) ** 2).mean(),
-        "decoupled_h": h, "pairing_coef": j_train / h / 0.125,
-        "logit_norm": ((zc ** 2).sum(1) + (za ** 2).sum(1)).mean(),
+        "decoupled_h": h,
+        "pairing_coef": j_train / h / 0.125,
+        "logit_norm": ((zc**2).sum(1) + (za**2).sum(1)).mean(),
     }
     for name, value in expected.items():
         assert logs[name] == pytest.approx(value, rel=1e-4), name
@@ -100,8 +120,9 @@ def test_logged_adversarial_terms_equal_hand_computation():
 def test_mirrored_step_equals_single_device(objective):
     script = os.path.join(HERE, "mirrored_step_script.py")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    out = subprocess.run([sys.executable, script, objective], capture_output=True, text=True,
-                         env=env, timeout=600)
+    out = subprocess.run(
+        [sys.executable, script, objective], capture_output=True, text=True, env=env, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     diff = float(out.stdout.strip().splitlines()[-1])
     assert diff < 1e-5

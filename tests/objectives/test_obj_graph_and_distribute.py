@@ -22,47 +22,50 @@ TERMS = {
     "logit_squeeze_batch": lambda z, za, y, x, s: objectives.logit_squeeze_batch(z),
     "logit_similarity": lambda z, za, y, x, s: objectives.logit_similarity.logit_similarity(z, 1.0),
     "clean_logit_pairing": lambda z, za, y, x, s: objectives.clean_logit_pairing(z),
-    "adversarial_logit_pairing":
-        lambda z, za, y, x, s: objectives.adversarial_logit_pairing(z, za),
+    "adversarial_logit_pairing": lambda z, za, y, x, s: objectives.adversarial_logit_pairing(z, za),
     "decoupled_pairing": lambda z, za, y, x, s: objectives.decoupled_pairing(
-        tf.reduce_mean(objectives.soft_cross_entropy(y, za)), z, za, 1e-3, 0.125)["total"],
+        tf.reduce_mean(objectives.soft_cross_entropy(y, za)), z, za, 1e-3, 0.125
+    )["total"],
     "gaussian_noise": lambda z, za, y, x, s: objectives.gaussian_noise(x, 0.1, s),
     "mixup": lambda z, za, y, x, s: objectives.mixup.mixup(x, y, 1.0, s),
     "vh_mixup": lambda z, za, y, x, s: objectives.vh_mixup(x, y, 1.0, s),
 }
 ARGS = (LOGITS, ADV_LOGITS, LABELS, IMAGES, SEED)
 # Unknown batch and image sizes, so nothing relies on static shapes.
-SIGNATURE = (tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([None, 4], tf.float32),
-             tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([None, None, None, 3], tf.float32),
-             tf.TensorSpec([2], tf.int64))
+SIGNATURE = (
+    tf.TensorSpec([None, 4], tf.float32),
+    tf.TensorSpec([None, 4], tf.float32),
+    tf.TensorSpec([None, 4], tf.float32),
+    tf.TensorSpec([None, None, None, 3], tf.float32),
+    tf.TensorSpec([2], tf.int64),
+)
 
 
 def _assert_same(actual, expected):
-  for a, e in zip(tf.nest.flatten(actual), tf.nest.flatten(expected)):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=1e-6, atol=1e-6)
+    for a, e in zip(tf.nest.flatten(actual), tf.nest.flatten(expected)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(TERMS))
 def test_tf_function_with_unknown_shapes_matches_eager(name):
-  term = TERMS[name]
-  compiled = tf.function(term, input_signature=SIGNATURE)
-  _assert_same(compiled(*ARGS), term(*ARGS))
+    term = TERMS[name]
+    compiled = tf.function(term, input_signature=SIGNATURE)
+    _assert_same(compiled(*ARGS), term(*ARGS))
 
 
 @pytest.fixture(scope="module")
 def strategy():
-  return tf.distribute.MirroredStrategy(["/cpu:0"])
+    return tf.distribute.MirroredStrategy(["/cpu:0"])
 
 
 @pytest.mark.parametrize("name", sorted(TERMS))
 def test_replica_context_matches_eager(strategy, name):
-  term = TERMS[name]
+    term = TERMS[name]
 
-  @tf.function
-  def step(*args):
-    return strategy.run(term, args=args)
+    @tf.function
+    def step(*args):
+        return strategy.run(term, args=args)
 
-  # One replica, so each per-replica value holds exactly the single-device result.
-  local = tf.nest.map_structure(lambda r: strategy.experimental_local_results(r)[0],
-                                step(*ARGS))
-  _assert_same(local, term(*ARGS))
+    # One replica, so each per-replica value holds exactly the single-device result.
+    local = tf.nest.map_structure(lambda r: strategy.experimental_local_results(r)[0], step(*ARGS))
+    _assert_same(local, term(*ARGS))
