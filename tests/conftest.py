@@ -14,11 +14,11 @@ from run_utils import shared_data
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mnist_dir():
     return shared_data("mnist")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cifar10_dir():
     return shared_data("cifar10-jpeg")
