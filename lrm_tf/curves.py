@@ -31,7 +31,7 @@ PAPER_RESTARTS = tuple(range(1, 10))
 PAPER_STEPS = (20, 40, 100, 400, 1000)
 # Eps multiples of the threat model for the sanity sweep, ending at the unbounded eps = 1
 # (Shafahi table 9 goes 50, 60, 100, 150, 255 on the 0-255 scale for an 8/255 threat).
-EPS_MULTIPLES = (1, 2, 4, 8, 16)
+EPS_MULTIPLES = (0, 0.25, 0.5, 1, 2, 4, 8, 16)  # x threat eps; 0 is the clean point
 UNBOUNDED_EPS = 1.0
 # Madry et al.'s step rule: step = 2.5 * eps / steps lets a walk cross the ball (from one
 # face to the other, plus slack for projections), whatever the number of steps.
