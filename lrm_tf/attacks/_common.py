@@ -62,6 +62,19 @@ def as_logits_fn(model_fn) -> LogitsFn:
     return call
 
 
+def prepare_inputs(logits_fn: LogitsFn, x, y, targeted: bool):
+    """Float images, and labels: the model's predictions when y is None (CleverHans'
+    default, which avoids label leaking); targeted attacks must be given their targets."""
+    x = tf.convert_to_tensor(x)
+    if not x.dtype.is_floating:
+        x = tf.cast(x, tf.float32)
+    if y is None and not is_empty_batch(x):
+        if targeted:
+            raise ValueError("a targeted attack needs the target labels y")
+        y = predicted_labels(logits_fn(x))
+    return x, y
+
+
 def _keyword_only_signature_name(fn):
     """The input name of a loaded SavedModel signature (these take keyword arguments only)."""
     signature = getattr(fn, "structured_input_signature", None)

@@ -31,15 +31,9 @@ def fast_gradient_method(model_fn, x, y=None, *, eps, norm="linf", loss="xent",
     logits_fn = _common.as_logits_fn(model_fn)
     loss_fn = get_loss(loss)
     norm = _common.normalize_norm(norm)
-    x = tf.convert_to_tensor(x)
-    if not x.dtype.is_floating:
-        x = tf.cast(x, tf.float32)
+    x, y = _common.prepare_inputs(logits_fn, x, y, targeted)
     if _common.is_empty_batch(x):
         return x
-    if y is None:
-        if targeted:
-            raise ValueError("a targeted attack needs the target labels y")
-        y = _common.predicted_labels(logits_fn(x))
     seed = _common.as_seed(seed)
     random_step = rand_alpha is not None and rand_alpha > 0
 

@@ -39,15 +39,9 @@ def projected_gradient_descent(model_fn, x, y=None, *, eps, eps_step, steps, nor
     norm = _common.normalize_norm(norm)
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
-    x = tf.convert_to_tensor(x)
-    if not x.dtype.is_floating:
-        x = tf.cast(x, tf.float32)
+    x, y = _common.prepare_inputs(logits_fn, x, y, targeted)
     if _common.is_empty_batch(x):
         return x
-    if y is None:
-        if targeted:
-            raise ValueError("a targeted attack needs the target labels y")
-        y = _common.predicted_labels(logits_fn(x))
     seed = _common.as_seed(seed)
     if rand_minmax is None:
         rand_minmax = eps

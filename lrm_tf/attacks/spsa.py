@@ -135,15 +135,9 @@ def spsa(model_fn, x, y=None, *, eps, steps, seed=None, clip_min=0.0, clip_max=1
     if clip_min is None or clip_max is None:
         raise ValueError("SPSA needs clip_min and clip_max (as in CleverHans)")
     logits_fn = _common.as_logits_fn(model_fn)
-    x = tf.convert_to_tensor(x)
-    if not x.dtype.is_floating:
-        x = tf.cast(x, tf.float32)
+    x, y = _common.prepare_inputs(logits_fn, x, y, targeted)
     if _common.is_empty_batch(x):
         return x
-    if y is None:
-        if targeted:
-            raise ValueError("a targeted attack needs the target labels y")
-        y = _common.predicted_labels(logits_fn(x))
     labels = tf.cast(y, tf.int64)
     seed = _common.as_seed(seed)
     keys = _common.example_keys(x)
