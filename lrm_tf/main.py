@@ -22,9 +22,10 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 
 # ----------------------------------------------------------------------------- what and where
-flags.DEFINE_enum("mode", "train", ["train", "eval", "transfer", "analyze", "export"],
+flags.DEFINE_enum("mode", "train", ["train", "eval", "transfer", "analyze", "compare", "export"],
                   "train (then evaluate and export), eval, transfer (black-box matrix), analyze "
-                  "(the papers' figures), or export")
+                  "(the papers' figures), compare (ours vs published), or export")
+flags.DEFINE_list("compare_runs", [], "--mode=compare: run directories to set beside the papers' numbers")
 flags.DEFINE_string("model_dir", "runs/default", "the run directory")
 flags.DEFINE_bool("overwrite", False, "replace a finished run in --model_dir instead of refusing")
 flags.DEFINE_string("load_from", "", "run directory or SavedModel to evaluate or analyze (default: "
@@ -237,6 +238,12 @@ def validate():
         for path in group:
             if not (is_run_dir(path) or is_saved_model(path)):
                 raise UsageError(f"--{flag}={path}: not a run directory (flags.json) or a SavedModel")
+    if f.mode == "compare":
+        if not f.compare_runs:
+            raise UsageError("--mode=compare needs --compare_runs=<run dir>[,<run dir>...]")
+        for path in f.compare_runs:
+            if not is_run_dir(path):
+                raise UsageError(f"--compare_runs={path}: not a run directory (flags.json)")
     from lrm_tf import analysis, curves
     if not set(f.curves) <= set(curves.CURVES):
         raise UsageError(f"--curves={','.join(f.curves)}: choose from {','.join(curves.CURVES)}")
@@ -453,6 +460,15 @@ def _run_analyze(run):
     print(f"analyses written to {out.path}: " + ", ".join(f"analysis_{a}.png" for a in FLAGS.analyses))
 
 
+def _run_compare(run):
+    from lrm_tf import compare
+    rows = compare.compare_runs(FLAGS.compare_runs)
+    run.create()
+    compare.write_comparison(run.path, rows)
+    print(compare.compare_markdown(rows))
+    print(f"comparison written to {run.path}")
+
+
 def _run_export(run):
     from lrm_tf import data, export, models, training
     import tensorflow as tf
@@ -480,7 +496,7 @@ def main(argv):
     from lrm_tf.rundir import RunDir
     run = RunDir(FLAGS.model_dir)
     modes = {"train": _run_train, "eval": _run_eval, "transfer": _run_transfer,
-             "analyze": _run_analyze, "export": _run_export}
+             "analyze": _run_analyze, "compare": _run_compare, "export": _run_export}
     modes[FLAGS.mode](run)
 
 

@@ -19,22 +19,27 @@ from typing import Optional
 
 PAPERS = {
     'lrm': {
+        'short': 'LRM',
         'title': 'Summers & Dinneen, Logit Regularization Methods for Adversarial Robustness (final)',
         'file': 'logit-regularization-methods.txt',
     },
     'lrm_draft': {
+        'short': 'LRM draft',
         'title': 'Summers & Dinneen, Logit Regularization Methods ... (early draft)',
         'file': 'logit-regularization-methods-early-draft.txt',
     },
     'shafahi': {
+        'short': 'Shafahi et al.',
         'title': 'Shafahi et al., Label Smoothing and Logit Squeezing: A Replacement for Adversarial Training?',
         'file': 'label-smoothing-and-logit-squeezing.txt',
     },
     'alp': {
+        'short': 'ALP',
         'title': 'Kannan, Kurakin & Goodfellow, Adversarial Logit Pairing',
         'file': 'adversarial-logit-pairing.txt',
     },
     'poster': {
+        'short': 'Shafahi et al. poster',
         'title': 'Shafahi et al., Batch-wise Logit-Similarity (poster)',
         'file': 'batchwise-logit-similarity.txt',
     },
@@ -996,7 +1001,7 @@ PUBLISHED = {
     },
     'shafahi_t2_mnist_madry_adv': {
         'paper': 'shafahi',
-        'table': '2 (= 6), 1',
+        'table': '2 (= 6) and 1',
         'row': 'Madry et al. (2017) adv tr.',
         'dataset': 'mnist',
         'train_accuracy': 100.0,
@@ -1298,7 +1303,7 @@ PUBLISHED = {
     },
     'shafahi_t3_cifar10_madry_adv': {
         'paper': 'shafahi',
-        'table': '3 (= 7), 1',
+        'table': '3 (= 7) and 1',
         'row': 'Madry et al. (2017)',
         'dataset': 'cifar10',
         'train_accuracy': 100.0,
@@ -1442,14 +1447,14 @@ PUBLISHED = {
     },
     'alp_bbsource_mnist': {
         'paper': 'alp',
-        'table': '1, 7',
+        'table': '1 and 7',
         'row': 'black-box source (no numbers of its own)',
         'dataset': 'mnist',
         'results': {},
     },
     'alp_bbsource_svhn': {
         'paper': 'alp',
-        'table': '2, 8',
+        'table': '2 and 8',
         'row': 'black-box source (no numbers of its own)',
         'dataset': 'svhn_cropped',
         'results': {},

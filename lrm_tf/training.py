@@ -8,7 +8,9 @@ import csv
 import dataclasses
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 from typing import Callable, Optional
 
@@ -17,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from lrm_tf import data as data_lib
-from lrm_tf import models
+from lrm_tf import distribute, models
 from lrm_tf.objectives.compose import Objective, compute_objective
 from lrm_tf.rundir import RunDir, write_json_atomic
 from lrm_tf.schedules import make_schedule
@@ -93,7 +95,22 @@ class RobustTrainer(keras.Model):
         for name, tracker in self.term_trackers.items():
             tracker.update_state(terms[name])
         self.accuracy_tracker.update_state(y, out.accuracy_logits)
-        return {m.name: m.result() for m in self.metrics}
+        return self._logs(self.metrics)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3 (TF backend) gets the shapes of the first distributed batch by reducing the
+        # (x, y) structure with strategy.reduce; MultiWorkerMirroredStrategy cannot reduce a
+        # nested structure ("Attempt to convert a value (PerReplica...)"). One local replica's
+        # values carry the same shapes, so hand those to Keras instead.
+        strategy = self._distribute_strategy
+        if iterator is not None and strategy is not None:
+            for _, _, it in iterator:
+                data_batch = keras.tree.map_structure(
+                    lambda v: (strategy.experimental_local_results(v)[0]
+                               if isinstance(v, tf.distribute.DistributedValues) else v), next(it))
+                break
+            iterator = None
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def test_step(self, data):
         x, y = data
@@ -101,7 +118,16 @@ class RobustTrainer(keras.Model):
         ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
         self.term_trackers["loss"].update_state(ce)
         self.accuracy_tracker.update_state(y, logits)
-        return {m.name: m.result() for m in (self.term_trackers["loss"], self.accuracy_tracker)}
+        return self._logs((self.term_trackers["loss"], self.accuracy_tracker))
+
+    def _logs(self, metrics):
+        logs = {m.name: m.result() for m in metrics}
+        if distribute.is_multi_worker(self._distribute_strategy):
+            # Keras 3 reduces each logged value across workers with strategy.reduce(MEAN,
+            # axis=0), which fails on scalars (tensorflow/tensorflow#72388): give it [1] vectors,
+            # which it averages back to scalars.
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
 
 
 class _EpochExtras(keras.callbacks.Callback):
@@ -232,6 +258,7 @@ def train(net_fn: Callable[[], keras.Model], objective: Objective, arrays: data_
 
     Checkpoints hold the weights and optimizer state; the optimizer's step counter says where
     to resume, and the data order depends only on (seed, epoch), so the same command resumes.
+    Under a multi-worker strategy only the chief writes `run` (see `lrm_tf.distribute`).
     """
     strategy = strategy or tf.distribute.get_strategy()
     num_train = min(len(arrays.y_train), cfg.train_limit or len(arrays.y_train))
@@ -240,22 +267,37 @@ def train(net_fn: Callable[[], keras.Model], objective: Objective, arrays: data_
         net = net_fn()
         trainer = build_trainer(net, objective, arrays.info.num_classes, cfg, steps_per_epoch)
         ckpt = tf.train.Checkpoint(net=net, optimizer=trainer.optimizer)
-    manager = tf.train.CheckpointManager(ckpt, run.checkpoints, max_to_keep=2)
+    # Multi-worker: only the chief writes the run directory; every worker must still save (a
+    # save may run collectives), so the others write checkpoints and logs to a scratch folder.
+    scratch = None if distribute.is_chief(strategy) else tempfile.mkdtemp(
+        prefix="lrm_tf_worker{}_".format(distribute.task(strategy)[1]))
+    out = RunDir(scratch) if scratch else run
+    try:
+        return _fit(net, trainer, ckpt, arrays, run, out, cfg, steps_per_epoch, total_steps, log)
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _fit(net, trainer, ckpt, arrays, run, out, cfg, steps_per_epoch, total_steps, log):
+    manager = tf.train.CheckpointManager(ckpt, out.checkpoints, max_to_keep=2)
     resume_metrics = None
-    if manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        resume_metrics = RunDir.read_json(manager.latest_checkpoint + ".metrics.json")
+    # Every worker resumes from the chief's checkpoints.
+    latest = manager.latest_checkpoint if out is run else tf.train.latest_checkpoint(run.checkpoints)
+    if latest:
+        ckpt.restore(latest).assert_existing_objects_matched()
+        resume_metrics = RunDir.read_json(latest + ".metrics.json")
     start = int(trainer.optimizer.iterations.numpy())
     if start:
-        log(f"resuming from {manager.latest_checkpoint} at step {start} of {total_steps}")
+        log(f"resuming from {latest} at step {start} of {total_steps}")
     if start >= total_steps:
         return net
 
     verbose = cfg.verbose if cfg.verbose >= 0 else (1 if sys.stdout.isatty() else 2)
     callbacks = [
         _EpochExtras(),
-        _MetricsCsv(run.metrics_csv),
-        keras.callbacks.TensorBoard(run.tensorboard, update_freq="epoch", write_graph=False),
+        _MetricsCsv(out.metrics_csv),
+        keras.callbacks.TensorBoard(out.tensorboard, update_freq="epoch", write_graph=False),
     ]
     checkpoints = _Checkpoints(manager, cfg.checkpoint_every_steps,
                                resume_metrics if start % steps_per_epoch else None)

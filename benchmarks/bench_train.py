@@ -1,0 +1,209 @@
+"""Training-step cost of every objective against its ideal (SPEC 6), and the input pipeline.
+
+Three ratios, each from medians over rounds that run every configuration once in the same
+order (interleaved), so load changes on a shared machine hit all configurations alike:
+
+  cheap defenses       step(defense) / step(regular)                         target <= 1.05
+                       label smoothing, logit squeeze (example, batch), logit similarity,
+                       Gaussian noise, clean logit pairing
+  adversarial ones     step(defense) / (attack + step on the clean+adv batch)  target <= 1.10
+                       PGD-k training (M-PGD and adversarial-only), ALP, decoupled pairing, LRM.
+                       attack = the training attack alone (lrm_tf.attacks, model in inference
+                       mode, as compose runs it) in a tf.function on the same batch; the step =
+                       a regular training step on the 2B concatenated batch (B when the
+                       objective uses no clean logits).
+  input pipeline       fit over N batches of lrm_tf.data.train_dataset (shuffled, augmented
+                       uint8 -> float) / fit over N copies of one float batch already in memory
+                       (tf.data.Dataset.from_tensors(...).repeat(N)), regular step   <= 1.05
+
+Steps are timed by calling the trainer's `train_function` (what `fit` runs per step: the
+compiled strategy.run(train_step)) on one fixed batch, for trainers from
+lrm_tf.training.build_trainer; wall time is primary, process CPU time (all
+threads) is printed beside it as the less contention-sensitive figure.
+
+    python benchmarks/bench_train.py                                   # resnet_simple, B=128, PGD-7
+    python benchmarks/bench_train.py --model resnet8 --batch 64 --repeats 7
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+EPS, EPS_STEP = 8 / 255, 2 / 255
+
+
+def objectives(attack):
+    from lrm_tf.objectives.compose import Objective
+    common = dict(eps=EPS, eps_step=EPS_STEP)
+    cheap = {
+        "regular": Objective(),
+        "label_smoothing": Objective(label_smoothing=0.1),
+        "logit_squeeze_example": Objective(logit_squeeze=0.05, logit_squeeze_form="example"),
+        "logit_squeeze_batch": Objective(logit_squeeze=0.05, logit_squeeze_form="batch"),
+        "logit_similarity": Objective(logit_similarity=0.1),
+        "noise": Objective(noise_sigma=0.03),
+        "clean_pairing": Objective(clean_pairing=0.5),
+    }
+    adversarial = {
+        "pgd_training_mpgd": Objective(adv_train=attack, adv_alpha=0.5, **common),
+        "pgd_training_adv_only": Objective(adv_train=attack, adv_alpha=0.0, **common),
+        "alp": Objective(adv_train=attack, adv_alpha=0.5, alp_weight=0.5, **common),
+        "decoupled_pairing": Objective(adv_train=attack, adv_alpha=0.0, pairing_ratio=0.125,
+                                       pairing_beta=1e-3, **common),
+        "lrm": Objective(adv_train=attack, adv_alpha=0.0, label_smoothing=0.1,
+                         mixup="vh_mixup", pairing_ratio=0.125, pairing_beta=1e-3, **common),
+    }
+    return cheap, adversarial
+
+
+def _timed(fn):
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    if hasattr(out, "numpy"):
+        out.numpy()
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="resnet_simple")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--attack", default="pgd7_xent", help="the training attack")
+    p.add_argument("--repeats", type=int, default=5, help="rounds for cheap steps and pipeline")
+    p.add_argument("--adv_repeats", type=int, default=3, help="rounds for adversarial steps")
+    p.add_argument("--pipeline_steps", type=int, default=20, help="batches per timed epoch")
+    p.add_argument("--only", default="", help="comma list of objectives (default: all)")
+    p.add_argument("--jit", action="store_true", help="TrainConfig.jit_compile (XLA on the whole "
+                   "train step; for adversarial objectives this compiles PGD's while loop too)")
+    args = p.parse_args()
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    from lrm_tf import attacks, data, models, training
+    from lrm_tf.objectives.compose import Objective
+    tf.get_logger().setLevel("ERROR")
+
+    info = data.dataset_info("cifar10")
+    cheap, adversarial = objectives(args.attack)
+    if args.only:
+        keep = set(args.only.split(",")) | {"regular"}
+        cheap = {k: v for k, v in cheap.items() if k in keep}
+        adversarial = {k: v for k, v in adversarial.items() if k in keep}
+    b = args.batch
+    cfg = training.TrainConfig(batch_size=b, lr_values=(0.01,), lr_boundaries=(), seed=0,
+                               jit_compile=args.jit, verbose=0)
+
+    def trainer_for(objective, xb=None, yb=None):
+        net = models.build_model(args.model, info.image_shape, info.num_classes, seed=0)
+        tr = training.build_trainer(net, objective, info.num_classes, cfg, steps_per_epoch=100)
+        if xb is not None:  # builds everything and creates tr.train_function
+            tr.fit(tf.data.Dataset.from_tensors((xb, yb)), epochs=1, verbose=0)
+        return tr
+
+    def step_fn(tr, xb, yb):
+        # fit's compiled step (strategy.run(train_step) + metric reduction), fed one batch.
+        return lambda: tr.train_function([(xb, yb)])["loss"]
+
+    arrays = data.synthetic_arrays("cifar10", b * args.pipeline_steps, 16, seed=0)
+    x = data.to_float(arrays.x_train[:b])
+    y = tf.constant(arrays.y_train[:b])
+    x2, y2 = tf.concat([x, x], 0), tf.concat([y, y], 0)
+
+    fns = {}
+    for name, obj in {**cheap, **adversarial}.items():
+        fns[("step", name)] = step_fn(trainer_for(obj, x, y), x, y)
+    fns[("step2B", "regular")] = step_fn(trainer_for(Objective(), x2, y2), x2, y2)
+    attack_net = models.build_model(args.model, info.image_shape, info.num_classes, seed=0)
+    attack = tf.function(attacks.build_attack(
+        args.attack, lambda z: attack_net(z, training=False), eps=EPS, eps_step=EPS_STEP))
+    seed = tf.constant([0, 37], tf.int64)
+    if adversarial:
+        fns[("attack", args.attack)] = lambda: attack(x, y, seed)
+
+    pipe_trainer = trainer_for(Objective())
+    memory_ds = tf.data.Dataset.from_tensors((x, y)).repeat(args.pipeline_steps)
+
+    def pipeline_epoch(epoch=[0]):
+        epoch[0] += 1
+        ds = data.train_dataset(arrays, b, seed=0, epoch=epoch[0])
+        pipe_trainer.fit(ds, epochs=1, verbose=0)
+
+    def memory_epoch():
+        pipe_trainer.fit(memory_ds, epochs=1, verbose=0)
+
+    def pipeline_only(epoch=[0]):
+        epoch[0] += 1
+        for _ in data.train_dataset(arrays, b, seed=0, epoch=epoch[0]):
+            pass
+
+    fns[("epoch", "tf.data pipeline")] = pipeline_epoch
+    fns[("epoch", "in-memory batches")] = memory_epoch
+    fns[("epoch", "pipeline alone (no training)")] = pipeline_only
+
+    print(f"# bench_train: {args.model}, batch {b}, attack {args.attack}, jit_compile={args.jit}, "
+          f"TF {tf.__version__}, keras {keras.__version__}, {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f} at start", flush=True)
+    first = {}
+    for key, fn in fns.items():  # tracing and first runs, outside the timed rounds
+        first[key] = _timed(fn)[0]
+    samples = {key: [] for key in fns}
+    rounds = max(args.repeats, args.adv_repeats)
+    adv_keys = {("step", n) for n in adversarial} | {("attack", args.attack)}
+    for r in range(rounds):
+        for key, fn in fns.items():
+            if r >= (args.adv_repeats if key in adv_keys else args.repeats):
+                continue
+            samples[key].append(_timed(fn))
+        print(f"# round {r + 1}/{rounds} done, load average {os.getloadavg()[0]:.1f}", flush=True)
+
+    med = lambda key, i: statistics.median(s[i] for s in samples[key])
+    rows = []
+
+    def row(name, kind, num, den, target, n):
+        ratio_w, ratio_c = num[0] / den[0], num[1] / den[1]
+        miss = f"{100 * (ratio_w / target - 1):+.1f}%" if ratio_w > target else "met"
+        rows.append(f"| {name} | {kind} | {num[0]:.3f} | {den[0]:.3f} | {ratio_w:.3f} | "
+                    f"{ratio_c:.3f} | {target:.2f} | {miss} | {n} |")
+
+    reg = (med(("step", "regular"), 0), med(("step", "regular"), 1))
+    for name in cheap:
+        if name == "regular":
+            continue
+        key = ("step", name)
+        row(name, "cheap / regular", (med(key, 0), med(key, 1)), reg, 1.05, len(samples[key]))
+    if adversarial:
+        atk = (med(("attack", args.attack), 0), med(("attack", args.attack), 1))
+        step2 = (med(("step2B", "regular"), 0), med(("step2B", "regular"), 1))
+        for name, obj in adversarial.items():
+            key = ("step", name)
+            step = step2 if obj.needs_clean_logits() else reg
+            ideal = (atk[0] + step[0], atk[1] + step[1])
+            row(name, "adv / (attack + step" + ("2B" if obj.needs_clean_logits() else "B") + ")",
+                (med(key, 0), med(key, 1)), ideal, 1.10, len(samples[key]))
+    pipe = (med(("epoch", "tf.data pipeline"), 0), med(("epoch", "tf.data pipeline"), 1))
+    mem = (med(("epoch", "in-memory batches"), 0), med(("epoch", "in-memory batches"), 1))
+    row(f"input pipeline ({args.pipeline_steps} steps)", "tf.data / in-memory", pipe, mem, 1.05,
+        len(samples[("epoch", "tf.data pipeline")]))
+
+    print("\n## components (medians; seconds)")
+    print("| what | wall s | cpu s | first call s | rounds |")
+    print("|---|---:|---:|---:|---:|")
+    for key in fns:
+        print(f"| {key[0]} {key[1]} | {med(key, 0):.3f} | {med(key, 1):.3f} | {first[key]:.2f} | "
+              f"{len(samples[key])} |")
+    print("\n## ratios (wall time is primary; cpu = process CPU time ratio)")
+    print("| objective | ratio of | measured s | ideal s | ratio (wall) | ratio (cpu) | target | "
+          "missed by | rounds |")
+    print("|---|---|---:|---:|---:|---:|---:|---|---:|")
+    print("\n".join(rows))
+    print(f"\n# load average at end {os.getloadavg()[0]:.1f}; command: {' '.join(sys.argv)}")
+
+
+if __name__ == "__main__":
+    main()

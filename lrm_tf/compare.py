@@ -1,0 +1,151 @@
+"""Our numbers next to the papers': one row per (run, attack) with ours, published and delta.
+
+A run directory is matched to its published row (lrm_tf.published) by, in order: the flagfile
+recorded in its flags.json (`flagfile`, a path or a list of paths, when the entry point records
+it), the basename of the recorded --model_dir, the basename of the directory itself. A name
+matches a flagfile stem exactly or, failing that, by its longest stem prefix followed by
+'_', '-' or '.', so `runs/lrm_t1_cifar10_lrm_seed2` is compared with `lrm_t1_cifar10_lrm`.
+
+Accuracies in results.json are fractions; the comparison is in percent, delta in points
+(ours - published). Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Iterable, Optional
+
+from lrm_tf.published import PAPERS, PUBLISHED, entry_for
+from lrm_tf.rundir import write_json_atomic, write_text_atomic
+
+DASH = "—"
+
+
+class CompareError(ValueError):
+    """A run directory that cannot be compared (missing, or unreadable files)."""
+
+
+def _read_json(path: str):
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise CompareError(f"{path}: cannot read it as JSON ({e})") from None
+
+
+def _candidates(run_dir: str, flags: dict) -> list[str]:
+    names = []
+    flagfile = flags.get("flagfile")
+    if isinstance(flagfile, str) and flagfile:
+        names.append(flagfile)
+    elif isinstance(flagfile, (list, tuple)):
+        names.extend(reversed([f for f in flagfile if f]))  # the last flagfile given wins
+    if flags.get("model_dir"):
+        names.append(str(flags["model_dir"]))
+    names.append(run_dir)
+    return names
+
+
+def match_run(run_dir: str, flags: Optional[dict] = None) -> Optional[str]:
+    """The flagfile stem whose published row `run_dir` reproduces, or None."""
+    for name in _candidates(run_dir, flags or {}):
+        found = entry_for(name)
+        if found:
+            return found[0]
+    return None
+
+
+def _percent(value) -> Optional[float]:
+    return None if value is None else round(100.0 * float(value), 4)
+
+
+def compare_runs(run_dirs: Iterable[str]) -> list[dict]:
+    """One row per (run, attack): the published columns of the matched row first (in the
+    paper's order), then any attack the run evaluated that the paper does not report.
+
+    Row keys: run, stem (None when no published row matches), paper, table, row, attack,
+    ours (%), published (%), delta (points, ours - published; None unless both exist),
+    examples, note.
+    """
+    rows = []
+    for run_dir in run_dirs:
+        run_dir = os.path.normpath(run_dir)
+        if not os.path.isdir(run_dir):
+            raise CompareError(f"{run_dir}: no such run directory")
+        flags = _read_json(os.path.join(run_dir, "flags.json")) or {}
+        results = _read_json(os.path.join(run_dir, "results.json"))
+        note = "" if results is not None else "no results.json yet"
+        results = results or {}
+        stem = match_run(run_dir, flags)
+        entry = PUBLISHED.get(stem) if stem else None
+        published = entry["results"] if entry else {}
+        attacks = list(published) + [a for a in results if a not in published]
+        if not attacks:
+            attacks = [None]
+        for attack in attacks:
+            ours_entry = results.get(attack) if attack else None
+            ours = _percent(ours_entry.get("accuracy")) if isinstance(ours_entry, dict) else None
+            pub = published.get(attack) if attack else None
+            rows.append({
+                "run": run_dir,
+                "stem": stem,
+                "paper": entry["paper"] if entry else None,
+                "table": entry["table"] if entry else None,
+                "row": entry["row"] if entry else None,
+                "attack": attack,
+                "ours": ours,
+                "published": pub,
+                "delta": round(ours - pub, 4) if ours is not None and pub is not None else None,
+                "examples": ours_entry.get("examples") if isinstance(ours_entry, dict) else None,
+                "note": note or ("" if entry else "no published row matches this run"),
+            })
+    return rows
+
+
+def _num(value, signed=False) -> str:
+    if value is None:
+        return DASH
+    return f"{value:+.2f}" if signed else f"{value:.2f}"
+
+
+def compare_markdown(rows: list[dict]) -> str:
+    """A side-by-side table: run, published row, attack, ours (%), published (%), delta (points)."""
+    lines = ["| run | published row | attack | ours (%) | published (%) | delta (points) | examples |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        if r["stem"]:
+            paper = PAPERS.get(r["paper"], {}).get("short", r["paper"])
+            where = f"{r['stem']} ({paper}, table {r['table']}, {r['row']})"
+        else:
+            where = DASH
+        attack = r["attack"] or DASH
+        if r["note"] and r["attack"] is None:
+            attack = f"{DASH} ({r['note']})"
+        lines.append(f"| {r['run']} | {where} | {attack} | {_num(r['ours'])} | {_num(r['published'])} | "
+                     f"{_num(r['delta'], signed=True)} | {r['examples'] if r['examples'] is not None else DASH} |")
+    compared = [r for r in rows if r["delta"] is not None]
+    if compared:
+        mean_abs = sum(abs(r["delta"]) for r in compared) / len(compared)
+        lines += ["", f"{len(compared)} numbers compared; mean |delta| {mean_abs:.2f} points. "
+                  "Published numbers: lrm_tf/published.py; rows and decisions: flags/README.md."]
+    unmatched = sorted({r["run"] for r in rows if not r["stem"]})
+    if unmatched:
+        lines += ["", "No published row matches: " + ", ".join(unmatched) +
+                  " (name the run directory after its flagfile, runs/<flagfile stem>)."]
+    missing = sorted({r["run"] for r in rows if r["note"] == "no results.json yet"})
+    if missing:
+        lines += ["", "No results.json yet: " + ", ".join(missing) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def write_comparison(out_dir: str, rows: list[dict]) -> tuple[str, str]:
+    """Writes comparison.json ({"rows": rows}) and comparison.md in `out_dir`; returns their paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    json_path = os.path.join(out_dir, "comparison.json")
+    md_path = os.path.join(out_dir, "comparison.md")
+    write_json_atomic(json_path, {"rows": rows})
+    write_text_atomic(md_path, "# Ours vs published\n\n" + compare_markdown(rows))
+    return json_path, md_path
