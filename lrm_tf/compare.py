@@ -6,12 +6,16 @@ it), the basename of the recorded --model_dir, the basename of the directory its
 matches a flagfile stem exactly or, failing that, by its longest stem prefix followed by
 '_', '-' or '.', so `runs/lrm_t1_cifar10_lrm_seed2` is compared with `lrm_t1_cifar10_lrm`.
 
-Accuracies in results.json are fractions; the comparison is in percent, delta in points
-(ours - published). Nothing here imports TensorFlow.
+Ours comes from results.json (white-box: `{attack: {"accuracy": fraction, "examples": n}}`)
+and, for black-box columns `blackbox:<source>:<attack>`, from the transfer matrices that
+--mode=transfer writes (transfer.json, transfer_<attack>.json: accuracy[source][target]); the
+target is the entry's "target" or the matrix's only target. Accuracies are fractions there; the
+comparison is in percent, delta in points (ours - published). Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from typing import Iterable, Optional
@@ -20,6 +24,7 @@ from lrm_tf.published import PAPERS, PUBLISHED, entry_for
 from lrm_tf.rundir import write_json_atomic, write_text_atomic
 
 DASH = "—"
+NO_RESULTS = "no results yet"
 
 
 class CompareError(ValueError):
@@ -62,6 +67,28 @@ def _percent(value) -> Optional[float]:
     return None if value is None else round(100.0 * float(value), 4)
 
 
+def _transfer_results(run_dir: str, target: Optional[str]) -> dict:
+    """{blackbox:<source>:<attack>: {"accuracy", "examples"}} from the run's transfer matrices."""
+    out = {}
+    for path in sorted(glob.glob(os.path.join(run_dir, "transfer*.json"))):
+        matrix = _read_json(path)
+        if not isinstance(matrix, dict) or "accuracy" not in matrix:
+            continue
+        targets = matrix.get("targets", [])
+        names = {os.path.basename(os.path.normpath(t)): t for t in targets}
+        if target in names:
+            column = names[target]
+        elif len(targets) == 1:
+            column = targets[0]
+        else:
+            continue
+        for source, row in matrix["accuracy"].items():
+            if column in row:
+                key = f"blackbox:{os.path.basename(os.path.normpath(source))}:{matrix.get('attack')}"
+                out[key] = {"accuracy": row[column], "examples": matrix.get("examples")}
+    return out
+
+
 def compare_runs(run_dirs: Iterable[str]) -> list[dict]:
     """One row per (run, attack): the published columns of the matched row first (in the
     paper's order), then any attack the run evaluated that the paper does not report.
@@ -76,11 +103,12 @@ def compare_runs(run_dirs: Iterable[str]) -> list[dict]:
         if not os.path.isdir(run_dir):
             raise CompareError(f"{run_dir}: no such run directory")
         flags = _read_json(os.path.join(run_dir, "flags.json")) or {}
-        results = _read_json(os.path.join(run_dir, "results.json"))
-        note = "" if results is not None else "no results.json yet"
-        results = results or {}
         stem = match_run(run_dir, flags)
         entry = PUBLISHED.get(stem) if stem else None
+        results = _read_json(os.path.join(run_dir, "results.json"))
+        transferred = _transfer_results(run_dir, entry.get("target") if entry else None)
+        note = "" if results is not None or transferred else NO_RESULTS
+        results = {**(results or {}), **transferred}
         published = entry["results"] if entry else {}
         attacks = list(published) + [a for a in results if a not in published]
         if not attacks:
@@ -135,9 +163,9 @@ def compare_markdown(rows: list[dict]) -> str:
     if unmatched:
         lines += ["", "No published row matches: " + ", ".join(unmatched) +
                   " (name the run directory after its flagfile, runs/<flagfile stem>)."]
-    missing = sorted({r["run"] for r in rows if r["note"] == "no results.json yet"})
+    missing = sorted({r["run"] for r in rows if r["note"] == NO_RESULTS})
     if missing:
-        lines += ["", "No results.json yet: " + ", ".join(missing) + "."]
+        lines += ["", "No results yet (results.json, transfer*.json): " + ", ".join(missing) + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -93,9 +93,10 @@ def test_unmatched_and_unfinished_runs(tmp_path):
     assert r["stem"] is None and r["ours"] == 50.0 and r["published"] is None
     assert {r["attack"] for r in rows if r["run"] == unfinished} == set(
         PUBLISHED["alp_t2_svhn_alp"]["results"])
-    assert all(r["ours"] is None and r["note"] == "no results.json yet" for r in rows if r["run"] == unfinished)
+    assert all(r["ours"] is None and r["note"] == compare.NO_RESULTS for r in rows if r["run"] == unfinished)
     md = compare.compare_markdown(rows)
-    assert "No published row matches: " + stranger in md and "No results.json yet: " + unfinished in md
+    assert "No published row matches: " + stranger in md
+    assert "No results yet (results.json, transfer*.json): " + unfinished in md
 
 
 def test_missing_run_directory_is_a_clear_error(tmp_path):
@@ -109,3 +110,21 @@ def test_write_comparison_files(two_runs, tmp_path):
     assert json.loads(open(json_path).read())["rows"] == json.loads(json.dumps(rows))
     text = open(md_path).read()
     assert text.startswith("# Ours vs published") and compare.compare_markdown(rows) in text
+
+
+def test_blackbox_columns_from_the_transfer_matrix(tmp_path):
+    """A --mode=transfer run of an LRM table 2 row: accuracy[source][target] -> blackbox keys."""
+    run = tmp_path / "lrm_t2_cifar10_pgd"
+    run.mkdir()
+    sources = [f"lrm_bbsource_cifar10_{m}" for m in ("regular", "label_smoothing", "pgd", "alp", "lrm")]
+    accuracy = {s: {"lrm_t1_cifar10_pgd": 0.60 + i / 100} for i, s in enumerate(sources)}
+    (run / "transfer.json").write_text(json.dumps({
+        "attack": "pgd10_xent", "sources": sources, "targets": ["lrm_t1_cifar10_pgd"],
+        "accuracy": accuracy, "examples": 10000, "white_box": []}))
+    rows = compare.compare_runs([str(run)])
+    assert len(rows) == 5 and all(r["stem"] == "lrm_t2_cifar10_pgd" for r in rows)
+    r = _by(rows, str(run), "blackbox:lrm_bbsource_cifar10_regular:pgd10_xent")
+    assert r["ours"] == pytest.approx(60.0) and r["published"] == 69.8 and r["delta"] == pytest.approx(-9.8)
+    r = _by(rows, str(run), "blackbox:lrm_bbsource_cifar10_lrm:pgd10_xent")
+    assert r["ours"] == pytest.approx(64.0) and r["published"] == 55.7 and r["delta"] == pytest.approx(8.3)
+    assert r["examples"] == 10000

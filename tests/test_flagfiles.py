@@ -5,11 +5,12 @@ flagfile, in this order:
 
 1. validates the flagfile as written (`lrm_tf.main.validate()` on its own flags: attack names
    of --eval_attacks and --adv_train, eps/step, every value), overriding only --model_dir and,
-   for --mode=eval flagfiles, --load_from (pointed at the run this test made from the flagfile
-   named by the original --load_from; training flagfiles therefore run first);
+   for --mode=eval/transfer flagfiles, --load_from and --transfer_targets (pointed at the runs
+   this test made from the flagfiles they name; training flagfiles therefore run first);
 2. runs it through `lrm_tf.main.run_argv` on synthetic data of the dataset's shape with
    `--synthetic_data=16 --train_steps=1 --batch_size=8 --eval_examples=4 --eval_batch_size=4
-   --eval_attacks=clean --overwrite --verbose=0`. Training attacks (--adv_train) still run at
+   --eval_attacks=clean --overwrite --verbose=0` (--mode=transfer: --eval_attacks=fgsm_xent,
+   it needs an attack). Training attacks (--adv_train) still run at
    their own step count (PGD-40 on 8 MNIST images is cheap). To keep CI fast, wide_resnet
    flagfiles (WRN-28-10 / WRN-32-10, 36-46 M parameters) run with `--depth=8 --width=1`: the
    same code path, a 0.08 M-parameter network.
@@ -60,7 +61,7 @@ def read_flags(path):
 
 
 NUMERIC = re.compile(r"^-?[0-9.e+-]*$")
-PER_RUN = ("model_dir", "load_from", "eval_attacks", "seed")
+PER_RUN = ("model_dir", "load_from", "transfer_targets", "eval_attacks", "seed")
 
 
 def structure(path):
@@ -69,9 +70,16 @@ def structure(path):
                         for k, v in read_flags(path).items() if k not in PER_RUN))
 
 
+def uses(path):
+    """Stems of the runs a flagfile loads (--load_from, --transfer_targets: runs/<stem>)."""
+    flags = read_flags(path)
+    paths = [p for key in ("load_from", "transfer_targets") for p in flags.get(key, "").split(",") if p]
+    return [os.path.basename(os.path.normpath(p)) for p in paths]
+
+
 def run_order(paths):
-    """Training flagfiles first, then those that evaluate another flagfile's run."""
-    return sorted(paths, key=lambda p: (read_flags(p).get("mode", "train") == "eval", stem(p)))
+    """Training flagfiles first, then those that use other flagfiles' runs."""
+    return sorted(paths, key=lambda p: (bool(uses(p)), stem(p)))
 
 
 # ----------------------------------------------------------------------------- the subprocess
@@ -96,14 +104,18 @@ def _child(out_root, paths):
     import keras
     distinct_only = os.environ.get("LRM_TF_FLAGFILE_RUNS", "all") == "distinct"
     structures_run = set()
+    used = {u for p in paths for u in uses(p)}
     for path in run_order(paths):
         keras.backend.clear_session()
         gc.collect()
         flags = read_flags(path)
         name = stem(path)
         own = ["lrm_tf", f"--flagfile={path}", f"--model_dir={os.path.join(out_root, name)}"]
-        if flags.get("load_from"):
-            own.append(f"--load_from={os.path.join(out_root, os.path.basename(flags['load_from']))}")
+        for key in ("load_from", "transfer_targets"):
+            if flags.get(key):
+                runs = [os.path.join(out_root, os.path.basename(os.path.normpath(p)))
+                        for p in flags[key].split(",") if p]
+                own.append(f"--{key}={','.join(runs)}")
 
         def validate():
             lrm_main.FLAGS.unparse_flags()
@@ -121,9 +133,11 @@ def _child(out_root, paths):
         t0 = time.time()
         valid, valid_err = capture(validate)
         extra = WIDE_RESNET_OVERRIDES if flags.get("model") == "wide_resnet" else []
+        if flags.get("mode") == "transfer":
+            extra = extra + ["--eval_attacks=fgsm_xent"]
         key = structure(path)
-        # An eval flagfile needs its source's run, so sources always run.
-        is_source = any(os.path.basename(read_flags(p).get("load_from", "")) == name for p in paths)
+        # Runs that other flagfiles load always run.
+        is_source = name in used
         if distinct_only and key in structures_run and not is_source:
             rc, err = "skipped", ""
         else:
@@ -181,10 +195,14 @@ if __name__ != "__main__":
         for key in PUBLISHED[name]["results"]:
             if not key.startswith("blackbox:"):
                 assert key in attacks, f"{name}: published column {key} missing from --eval_attacks"
-        if flags.get("mode") == "eval":
-            source = os.path.basename(flags["load_from"])
+        if flags.get("mode") == "transfer":
+            sources = {os.path.basename(os.path.normpath(p)) for p in flags["load_from"].split(",")}
+            for key in PUBLISHED[name]["results"]:
+                _, source, attack = key.split(":")
+                assert source in sources and attack in attacks, f"{name}: {key} is not made here"
+        for source in uses(path):
             assert os.path.exists(os.path.join(FLAGS_DIR, source + ".cfg")), \
-                f"{name}: --load_from names no flagfile ({source})"
+                f"{name}: --load_from/--transfer_targets name no flagfile (runs/{source})"
 
     def test_every_flagfile_has_a_published_entry_and_back():
         from lrm_tf.published import PUBLISHED, UNPUBLISHED
