@@ -34,18 +34,10 @@ def _as_model_fn(model):
     return model
 
 
-def attack_accuracy(model, images: np.ndarray, labels: np.ndarray, attack_name: str,
-                    threat: ThreatModel, batch_size: int = 500, seed: int = 0,
-                    strategy: Optional[tf.distribute.Strategy] = None, progress: bool = True):
-    """Accuracy of `model` on adversarial examples of `attack_name` made from (images, labels).
-
-    Each batch is attacked by one compiled function run under `strategy` (the batch is split
-    across replicas); batch i uses the seed (seed, i), so results do not depend on the strategy.
-    Returns (accuracy, number of examples).
-    """
+def build_threat_attack(model, attack_name: str, threat: ThreatModel, images, labels):
+    """(model_fn, attack, images, labels) for one attack; SPSA keeps only the first
+    `threat.spsa_examples` examples (it costs samples x iterations forward passes each)."""
     from lrm_tf import attacks
-    import keras
-    strategy = strategy or tf.distribute.get_strategy()
     spec = attacks.parse_attack(attack_name)
     if spec.family == "spsa" and threat.spsa_examples:
         images, labels = images[:threat.spsa_examples], labels[:threat.spsa_examples]
@@ -54,6 +46,42 @@ def attack_accuracy(model, images: np.ndarray, labels: np.ndarray, attack_name: 
         spec, model_fn, eps=threat.eps, eps_step=threat.eps_step, clip_min=threat.clip_min,
         clip_max=threat.clip_max, restarts=threat.restarts,
         use_true_labels=threat.use_true_labels, spsa_samples=threat.spsa_samples)
+    return model_fn, attack, images, labels
+
+
+def map_batches(per_replica_fn, images: np.ndarray, labels: np.ndarray, batch_size: int,
+                seed: int, strategy: tf.distribute.Strategy, combine):
+    """Yields (end index, value) per batch: `per_replica_fn(x, y, seed)` run on the batch split
+    across the replicas of `strategy` (contiguous shards in replica order), the per-replica
+    results merged by `combine(strategy, per_replica)`. Batch i uses the seed (seed, i), and
+    attacks key their randomness per example, so values do not depend on the strategy."""
+    n = len(labels)
+    for i, start in enumerate(range(0, n, batch_size)):
+        x = tf.convert_to_tensor(images[start:start + batch_size], tf.float32)
+        y = tf.convert_to_tensor(labels[start:start + batch_size], tf.int64)
+        step_seed = tf.constant([seed, i], tf.int64)
+        if strategy.num_replicas_in_sync > 1:
+            dist = strategy.experimental_distribute_values_from_function(
+                lambda ctx: _shard(ctx, x, y))
+            per_replica = strategy.run(lambda xy, s: per_replica_fn(xy[0], xy[1], s),
+                                       args=(dist, step_seed))
+            yield min(start + batch_size, n), combine(strategy, per_replica)
+        else:
+            yield min(start + batch_size, n), per_replica_fn(x, y, step_seed)
+
+
+def attack_accuracy(model, images: np.ndarray, labels: np.ndarray, attack_name: str,
+                    threat: ThreatModel, batch_size: int = 500, seed: int = 0,
+                    strategy: Optional[tf.distribute.Strategy] = None, progress: bool = True):
+    """Accuracy of `model` on adversarial examples of `attack_name` made from (images, labels).
+
+    Each batch is attacked by one compiled function run under `strategy` (the batch is split
+    across replicas). Returns (accuracy, number of examples).
+    """
+    import keras
+    strategy = strategy or tf.distribute.get_strategy()
+    model_fn, attack, images, labels = build_threat_attack(model, attack_name, threat, images,
+                                                           labels)
 
     @tf.function
     def correct_on_replica(x, y, step_seed):
@@ -64,20 +92,11 @@ def attack_accuracy(model, images: np.ndarray, labels: np.ndarray, attack_name: 
     n = len(labels)
     bar = keras.utils.Progbar(n, unit_name="example", verbose=1 if progress else 0)
     correct = 0
-    for i, start in enumerate(range(0, n, batch_size)):
-        x = tf.convert_to_tensor(images[start:start + batch_size], tf.float32)
-        y = tf.convert_to_tensor(labels[start:start + batch_size], tf.int64)
-        step_seed = tf.constant([seed, i], tf.int64)
-        if strategy.num_replicas_in_sync > 1:
-            dist = strategy.experimental_distribute_values_from_function(
-                lambda ctx: _shard(ctx, x, y))
-            per_replica = strategy.run(lambda xy, s: correct_on_replica(xy[0], xy[1], s),
-                                       args=(dist, step_seed))
-            batch_correct = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-        else:
-            batch_correct = correct_on_replica(x, y, step_seed)
+    total_correct = lambda s, v: s.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+    for done, batch_correct in map_batches(correct_on_replica, images, labels, batch_size, seed,
+                                           strategy, total_correct):
         correct += int(batch_correct)
-        bar.update(min(start + batch_size, n), values=[("accuracy", correct / min(start + batch_size, n))])
+        bar.update(done, values=[("accuracy", correct / done)])
     return correct / max(n, 1), n
 
 

@@ -30,32 +30,13 @@ def adversarial_examples(model, images: np.ndarray, labels: np.ndarray, attack_n
     `threat.spsa_examples` examples only, as in attack_accuracy: returns (images, labels)
     of the examples actually attacked.
     """
-    from lrm_tf import attacks
     strategy = strategy or tf.distribute.get_strategy()
-    spec = attacks.parse_attack(attack_name)
-    if spec.family == "spsa" and threat.spsa_examples:
-        images, labels = images[:threat.spsa_examples], labels[:threat.spsa_examples]
-    model_fn = evaluation._as_model_fn(model)
-    attack = attacks.build_attack(
-        spec, model_fn, eps=threat.eps, eps_step=threat.eps_step, clip_min=threat.clip_min,
-        clip_max=threat.clip_max, restarts=threat.restarts,
-        use_true_labels=threat.use_true_labels, spsa_samples=threat.spsa_samples)
-    attack_on_replica = tf.function(attack)
-    batches = []
-    for i, start in enumerate(range(0, len(labels), batch_size)):
-        x = tf.convert_to_tensor(images[start:start + batch_size], tf.float32)
-        y = tf.convert_to_tensor(labels[start:start + batch_size], tf.int64)
-        step_seed = tf.constant([seed, i], tf.int64)
-        if strategy.num_replicas_in_sync > 1:
-            dist = strategy.experimental_distribute_values_from_function(
-                lambda ctx: evaluation._shard(ctx, x, y))
-            per_replica = strategy.run(lambda xy, s: attack_on_replica(xy[0], xy[1], s),
-                                       args=(dist, step_seed))
-            # Shards are contiguous and in replica order, so gathering restores batch order.
-            x_adv = strategy.gather(per_replica, axis=0)
-        else:
-            x_adv = attack_on_replica(x, y, step_seed)
-        batches.append(np.asarray(x_adv, np.float32))
+    _, attack, images, labels = evaluation.build_threat_attack(model, attack_name, threat,
+                                                               images, labels)
+    # Shards are contiguous and in replica order, so gathering restores the batch order.
+    gather = lambda s, v: s.gather(v, axis=0)
+    batches = [np.asarray(x_adv, np.float32) for _, x_adv in evaluation.map_batches(
+        tf.function(attack), images, labels, batch_size, seed, strategy, gather)]
     shape = (0, *np.shape(images)[1:])
     adv = np.concatenate(batches) if batches else np.zeros(shape, np.float32)
     return adv, np.asarray(labels)

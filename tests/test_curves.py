@@ -106,6 +106,7 @@ def test_run_curves_writes_json_and_readable_png(setup, tmp_path):
 
 
 def test_default_eps_values_end_at_the_unbounded_eps():
+    # From the clean point (eps 0) through fractions and multiples of the threat's eps to 1.
     assert curves.default_eps_values(8 / 255) == tuple(
-        round(8 / 255 * m, 6) for m in (1, 2, 4, 8, 16)) + (1.0,)
-    assert curves.default_eps_values(0.3) == (0.3, 0.6, 1.0)
+        round(8 / 255 * m, 6) for m in (0, 0.25, 0.5, 1, 2, 4, 8, 16)) + (1.0,)
+    assert curves.default_eps_values(0.3) == (0.0, 0.075, 0.15, 0.3, 0.6, 1.0)
