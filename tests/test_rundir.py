@@ -1,0 +1,45 @@
+import json
+import os
+
+import pytest
+
+from lrm_tf.rundir import RunDir, write_json_atomic
+
+
+def test_interrupted_write_leaves_previous_results_intact(tmp_path):
+    path = tmp_path / "results.json"
+    write_json_atomic(str(path), {"clean": {"accuracy": 0.9}})
+
+    class Unserializable:
+        pass
+
+    # json.dumps fails half-way through the object: the old file must survive unchanged,
+    # and no temporary file may be left beside it.
+    with pytest.raises(TypeError):
+        write_json_atomic(str(path), {"clean": {"accuracy": 0.5}, "pgd": Unserializable()})
+    assert json.loads(path.read_text()) == {"clean": {"accuracy": 0.9}}
+    assert os.listdir(tmp_path) == ["results.json"]
+
+
+def test_run_state_and_writability(tmp_path):
+    run = RunDir(str(tmp_path / "run"))
+    assert not run.exists() and not run.is_finished()
+    run.check_writable()
+    run.set_state("finished", train_seconds=1.0)
+    assert run.is_finished()
+    assert os.listdir(run.path) == ["run_state.json"]
+
+
+def test_crash_before_rename_keeps_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "results.md"
+    path.write_text("old table\n")
+    import lrm_tf.rundir as rundir
+
+    def crash(src, dst):
+        raise KeyboardInterrupt  # the process is interrupted between write and rename
+
+    monkeypatch.setattr(rundir.os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        rundir.write_text_atomic(str(path), "new table\n" * 1000)
+    assert path.read_text() == "old table\n"
+    assert os.listdir(tmp_path) == ["results.md"]
