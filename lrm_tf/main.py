@@ -27,6 +27,7 @@ flags.DEFINE_enum("mode", "train", ["train", "eval", "transfer", "analyze", "com
                   "(the papers' figures), compare (ours vs published), or export")
 flags.DEFINE_list("compare_runs", [], "--mode=compare: run directories to set beside the papers' numbers")
 flags.DEFINE_string("model_dir", "runs/default", "the run directory")
+flags.DEFINE_bool("export", True, "after training, write saved_model/ and model.keras (off: dry runs)")
 flags.DEFINE_bool("overwrite", False, "replace a finished run in --model_dir instead of refusing")
 flags.DEFINE_string("load_from", "", "run directory or SavedModel to evaluate or analyze (default: "
                     "--model_dir); for --mode=transfer a comma-separated list of source models")
@@ -405,8 +406,9 @@ def _run_train(run):
                                    synchronized_bn=replicas > 1),
         _objective(), arrays, run, _train_config(), strategy=strategy)
     train_seconds = time.time() - t0
-    export.export_saved_model(net, run.saved_model)
-    export.save_keras(net, run.keras_file)
+    if FLAGS.export:
+        export.export_saved_model(net, run.saved_model)
+        export.save_keras(net, run.keras_file)
     results = _evaluate(net, arrays, run, f"{FLAGS.model} on {FLAGS.dataset} ({run.path})")
     run.set_state("finished", train_seconds=round(train_seconds, 1))
     return results

@@ -138,6 +138,8 @@ def _child(out_root, paths):
         key = structure(path)
         # Runs that other flagfiles load always run.
         is_source = name in used
+        if not is_source and flags.get("mode", "train") == "train":
+            extra = extra + ["--export=false"]  # nothing loads this run: skip the SavedModel write
         if distinct_only and key in structures_run and not is_source:
             rc, err = "skipped", ""
         else:
