@@ -83,7 +83,6 @@ def main():
     args = p.parse_args()
 
     import keras
-    import numpy as np
     import tensorflow as tf
     from lrm_tf import attacks, data, models, training
     from lrm_tf.objectives.compose import Objective

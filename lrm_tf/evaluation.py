@@ -24,6 +24,7 @@ class ThreatModel:
     use_true_labels: bool = True
     spsa_samples: int = 128
     spsa_examples: int = 0  # SPSA on the first N examples only (0: all); LRM uses 1,000
+    xla_step: bool = False  # XLA-compile each PGD step (the loop itself stays uncompiled)
 
 
 def _as_model_fn(model):
@@ -45,7 +46,8 @@ def build_threat_attack(model, attack_name: str, threat: ThreatModel, images, la
     attack = attacks.build_attack(
         spec, model_fn, eps=threat.eps, eps_step=threat.eps_step, clip_min=threat.clip_min,
         clip_max=threat.clip_max, restarts=threat.restarts,
-        use_true_labels=threat.use_true_labels, spsa_samples=threat.spsa_samples)
+        use_true_labels=threat.use_true_labels, spsa_samples=threat.spsa_samples,
+        jit_compile_step=threat.xla_step)
     return model_fn, attack, images, labels
 
 

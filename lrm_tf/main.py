@@ -124,6 +124,9 @@ flags.DEFINE_integer("cpu_replicas", 0, "split the CPU into N logical devices an
 flags.DEFINE_string("tpu", "", "TPU name or address for --strategy=tpu")
 flags.DEFINE_bool("deterministic", False, "seed everything and turn on TensorFlow op determinism")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step")
+flags.DEFINE_bool("attack_xla_step", False, "XLA-compile each PGD step (training and evaluation "
+                  "attacks); the step loop stays outside XLA. On the 2-core CPU this reached the "
+                  "XLA forward+backward floor (R_pgd 0.93-0.99 by CPU time, see BUILD_NOTES)")
 flags.DEFINE_integer("verbose", -1, "fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch; "
                      "-1 chooses 1 on a terminal and 2 otherwise")
 
@@ -275,6 +278,8 @@ def _setup_tf():
     with _quiet_native_stderr():
         import keras
         import tensorflow as tf
+        if FLAGS.strategy == "multiworker":
+            _strategy()  # collective ops must be configured before TensorFlow starts its devices
         if FLAGS.cpu_replicas > 1 and FLAGS.strategy == "mirrored":
             from lrm_tf.distribute import split_logical_cpus
             split_logical_cpus(FLAGS.cpu_replicas)
@@ -325,7 +330,7 @@ def _objective():
         pairing_ratio=FLAGS.pairing_ratio, pairing_h_direction=FLAGS.pairing_h_direction,
         mixup=FLAGS.mixup, mixup_alpha=FLAGS.mixup_alpha,
         mix_before_attack=FLAGS.mix_before_attack, separate_bn_batches=FLAGS.separate_bn_batches,
-        attack_bn_training=FLAGS.attack_bn_training,
+        attack_bn_training=FLAGS.attack_bn_training, attack_xla_step=FLAGS.attack_xla_step,
         eps=FLAGS.adv_train_eps if FLAGS.adv_train_eps is not None else eps,
         eps_step=FLAGS.adv_train_eps_step if FLAGS.adv_train_eps_step is not None else eps_step)
 
@@ -343,7 +348,7 @@ def _threat():
     eps, eps_step = _eps()
     return ThreatModel(eps=eps, eps_step=eps_step, restarts=FLAGS.restarts,
                        use_true_labels=FLAGS.attack_true_labels, spsa_samples=FLAGS.spsa_samples,
-                       spsa_examples=FLAGS.spsa_examples)
+                       spsa_examples=FLAGS.spsa_examples, xla_step=FLAGS.attack_xla_step)
 
 
 def _test_images(arrays):
@@ -381,6 +386,7 @@ def _evaluate(model, arrays, run, title):
 
 def _run_train(run):
     from lrm_tf import export, models, training
+    from lrm_tf.rundir import RunDir
     if run.is_finished():
         if not FLAGS.overwrite:
             raise UsageError(f"--model_dir={run.path} holds a finished run: pass --overwrite to "
@@ -404,7 +410,8 @@ def _run_train(run):
         lambda: models.build_model(FLAGS.model, info.image_shape, info.num_classes,
                                    FLAGS.depth, FLAGS.width, seed=FLAGS.seed,
                                    synchronized_bn=replicas > 1),
-        _objective(), arrays, run, _train_config(), strategy=strategy)
+        # train() itself keeps the chief's checkpoints in --model_dir and a worker's elsewhere.
+        _objective(), arrays, RunDir(FLAGS.model_dir), _train_config(), strategy=strategy)
     train_seconds = time.time() - t0
     if FLAGS.export:
         export.export_saved_model(net, run.saved_model)
@@ -497,6 +504,14 @@ def main(argv):
     validate()
     from lrm_tf.rundir import RunDir
     run = RunDir(FLAGS.model_dir)
+    if FLAGS.strategy == "multiworker":
+        from lrm_tf import distribute
+        if not distribute.is_chief(_strategy()):
+            # Every worker runs the whole program (collectives need all of them); only the
+            # chief's files are kept, the others write to a scratch folder.
+            import tempfile
+            task_type, task_id = distribute.task(_strategy())
+            run = RunDir(tempfile.mkdtemp(prefix=f"lrm_tf_{task_type}{task_id}_"))
     modes = {"train": _run_train, "eval": _run_eval, "transfer": _run_transfer,
              "analyze": _run_analyze, "compare": _run_compare, "export": _run_export}
     modes[FLAGS.mode](run)

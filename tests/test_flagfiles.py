@@ -9,8 +9,8 @@ flagfile, in this order:
    this test made from the flagfiles they name; training flagfiles therefore run first);
 2. runs it through `lrm_tf.main.run_argv` on synthetic data of the dataset's shape with
    `--synthetic_data=16 --train_steps=1 --batch_size=8 --eval_examples=4 --eval_batch_size=4
-   --eval_attacks=clean --overwrite --verbose=0` (--mode=transfer: --eval_attacks=fgsm_xent,
-   it needs an attack). Training attacks (--adv_train) still run at
+   --eval_attacks=clean --overwrite --verbose=0` (--mode=transfer: --eval_attacks=fgsm_xent, it
+   needs an attack, from the first source only). Training attacks (--adv_train) still run at
    their own step count (PGD-40 on 8 MNIST images is cheap). To keep CI fast, wide_resnet
    flagfiles (WRN-28-10 / WRN-32-10, 36-46 M parameters) run with `--depth=8 --width=1`: the
    same code path, a 0.08 M-parameter network.
@@ -133,8 +133,9 @@ def _child(out_root, paths):
         t0 = time.time()
         valid, valid_err = capture(validate)
         extra = WIDE_RESNET_OVERRIDES if flags.get("model") == "wide_resnet" else []
-        if flags.get("mode") == "transfer":
-            extra = extra + ["--eval_attacks=fgsm_xent"]
+        if flags.get("mode") == "transfer":  # one source is enough once all are validated
+            first = [a for a in own if a.startswith("--load_from=")][0].split(",")[0]
+            extra = extra + ["--eval_attacks=fgsm_xent", first]
         key = structure(path)
         # Runs that other flagfiles load always run.
         is_source = name in used

@@ -62,11 +62,20 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(uninterrupted, tmp_
     proc = subprocess.Popen([sys.executable, "-m", "lrm_tf.main", *DETERMINISTIC,
                              f"--model_dir={model_dir}"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # Epochs are 44 steps; checkpoints every 7 steps. Kill once step 49 (mid epoch 2) is saved.
-    marker = os.path.join(model_dir, "checkpoints", "ckpt-49.index")
+    # Epochs are 44 steps; checkpoints every 7 steps. Kill once the checkpoint state names a
+    # mid-epoch-2 step (49 ... 84), i.e. after the save has completed, not merely begun.
+    state = os.path.join(model_dir, "checkpoints", "checkpoint")
+
+    def latest_step():
+        try:
+            with open(state) as f:
+                return int(f.readline().split('"')[1].rsplit("-", 1)[1])
+        except (OSError, IndexError, ValueError):
+            return -1
+
     deadline = time.time() + 300
-    while not os.path.exists(marker) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
+    while not 49 <= latest_step() < 88 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"

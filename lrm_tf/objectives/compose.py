@@ -44,6 +44,7 @@ class Objective:
     eps: float = 0.3
     eps_step: float = 0.01
     attack_bn_training: bool = False  # batch norm mode while generating training attacks
+    attack_xla_step: bool = False  # XLA-compile each step of the training attack
     clip_min: float = 0.0
     clip_max: float = 1.0
 
@@ -166,7 +167,8 @@ def _attack(objective: Objective, net, x, y, seed):
     training = objective.attack_bn_training
     attack = attacks.build_attack(spec, lambda z: net(z, training=training),
                                   eps=objective.eps, eps_step=objective.eps_step,
-                                  clip_min=objective.clip_min, clip_max=objective.clip_max)
+                                  clip_min=objective.clip_min, clip_max=objective.clip_max,
+                                  jit_compile_step=objective.attack_xla_step)
     return tf.stop_gradient(attack(x, y, seed))
 
 
