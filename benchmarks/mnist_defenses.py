@@ -47,7 +47,7 @@ def main():
                f"--eval_examples={args.examples}", f"--model_dir={model_dir}", "--overwrite"]
         subprocess.run(cmd, check=True)
     # The table covers every defense with a finished run in --out (earlier --only runs too).
-    print(f"\n| defense | clean | FGSM | PGD-40 | train s | eval s | flags |")
+    print("\n| defense | clean | FGSM | PGD-40 | train s | eval s | flags |")
     print("|---|---:|---:|---:|---:|---:|---|")
     for name, flags in DEFENSES.items():
         model_dir = os.path.join(args.out, name.replace("+", "_"))

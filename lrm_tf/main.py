@@ -12,7 +12,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ star
 
 import contextlib
 import functools
-import json
 import shutil
 import sys
 import time
@@ -479,7 +478,7 @@ def _run_compare(run):
 
 
 def _run_export(run):
-    from lrm_tf import data, export, models, training
+    from lrm_tf import data, export, models
     import tensorflow as tf
     if not run.has_checkpoint():
         raise UsageError(f"--model_dir={run.path}: no checkpoint to export")

@@ -2,7 +2,6 @@
 an undefended model falls to PGD-40 at eps 0.3, FGSM is weaker than PGD, and accuracy never
 rises with eps and reaches ~0 at eps = 1 (Shafahi et al. table 9's unbounded check)."""
 
-import numpy as np
 import pytest
 
 from lrm_tf import curves, data, evaluation, models, training

@@ -4,7 +4,6 @@ import os
 
 import keras
 import matplotlib.image
-import numpy as np
 import pytest
 
 from lrm_tf import curves, data, evaluation

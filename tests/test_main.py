@@ -1,11 +1,8 @@
 """The entry point as a user meets it: flagfiles, clear one-line errors, a finished run directory."""
 
 import json
-import os
 
-import pytest
-
-from run_utils import REPO, run_main
+from run_utils import run_main
 
 
 def _one_line_error(proc):

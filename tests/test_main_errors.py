@@ -3,7 +3,6 @@ no traceback, and no run directory left behind (SPEC 7)."""
 
 import contextlib
 import io
-import os
 
 import pytest
 

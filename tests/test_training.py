@@ -5,7 +5,6 @@ import subprocess
 import sys
 import time
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -56,7 +55,7 @@ def test_train_function_resumes_from_checkpoint(tmp_path):
     training.train(build, Objective(), a, run, cfg)
     cfg.train_epochs = 2
     messages = []
-    net = training.train(build, Objective(), a, run, cfg, log=messages.append)
+    training.train(build, Objective(), a, run, cfg, log=messages.append)
     assert messages and "resuming" in messages[0] and "step 22 " in messages[0]
     with open(run.metrics_csv) as f:
         rows = list(csv.DictReader(f))
