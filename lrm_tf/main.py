@@ -245,8 +245,8 @@ def validate():
         if not f.compare_runs:
             raise UsageError("--mode=compare needs --compare_runs=<run dir>[,<run dir>...]")
         for path in f.compare_runs:
-            if not is_run_dir(path):
-                raise UsageError(f"--compare_runs={path}: not a run directory (flags.json)")
+            if not os.path.isdir(path):
+                raise UsageError(f"--compare_runs={path}: no such run directory")
     from lrm_tf import analysis, curves
     if not set(f.curves) <= set(curves.CURVES):
         raise UsageError(f"--curves={','.join(f.curves)}: choose from {','.join(curves.CURVES)}")
@@ -470,7 +470,10 @@ def _run_analyze(run):
 
 def _run_compare(run):
     from lrm_tf import compare
-    rows = compare.compare_runs(FLAGS.compare_runs)
+    try:
+        rows = compare.compare_runs(FLAGS.compare_runs)
+    except compare.CompareError as e:
+        raise UsageError(f"--compare_runs: {e}") from None
     run.create()
     compare.write_comparison(run.path, rows)
     print(compare.compare_markdown(rows))
