@@ -385,7 +385,7 @@ def _evaluate(model, arrays, run, title):
 
 def _run_train(run):
     from lrm_tf import export, models, training
-    from lrm_tf.rundir import RunDir
+    from lrm_tf.rundir import RunDir, write_json_atomic
     if run.is_finished():
         if not FLAGS.overwrite:
             raise UsageError(f"--model_dir={run.path} holds a finished run: pass --overwrite to "
@@ -396,7 +396,6 @@ def _run_train(run):
         run.check_writable()
     except OSError as e:
         raise UsageError(f"--model_dir={run.path}: cannot write there ({e.strerror})") from None
-    from lrm_tf.rundir import write_json_atomic
     write_json_atomic(run.flags_json, _resolved_flags())
     run.set_state("training")
     info = arrays.info

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from lrm_tf.attacks import _common
 from lrm_tf.attacks.losses import get_loss
-from lrm_tf.attacks.restarts import worst_case_over_restarts
+from lrm_tf.attacks.restarts import gradient_attack_restarts
 from lrm_tf.attacks.spec import AttackConfig, AttackFamily, AttackSpec
 
 
@@ -50,12 +50,8 @@ def fast_gradient_method(model_fn, x, y=None, *, eps, norm="linf", loss="xent",
         x_adv = start + _common.optimize_linear(grad, step_size, norm)
         return tf.stop_gradient(_common.clip_to_range(x_adv, clip_min, clip_max))
 
-    if not random_step:
-        return attack_once(seed)
-    sign = -1.0 if targeted else 1.0
-    return worst_case_over_restarts(
-        attack_once, logits_fn, lambda labels, logits: sign * loss_fn(labels=labels, logits=logits),
-        x, y, seed, restarts, targeted)
+    return gradient_attack_restarts(attack_once, random_step, logits_fn, loss_fn, x, y, seed,
+                                    restarts, targeted)
 
 
 def _build(spec: AttackSpec, logits_fn, config: AttackConfig):

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from lrm_tf.attacks import _common
 from lrm_tf.attacks.losses import get_loss
-from lrm_tf.attacks.restarts import worst_case_over_restarts
+from lrm_tf.attacks.restarts import gradient_attack_restarts
 from lrm_tf.attacks.spec import AttackConfig, AttackFamily, AttackSpec
 
 
@@ -73,12 +73,8 @@ def projected_gradient_descent(model_fn, x, y=None, *, eps, eps_step, steps, nor
             maximum_iterations=steps)
         return tf.stop_gradient(x_adv)
 
-    if not rand_init:
-        return attack_once(seed)
-    sign = -1.0 if targeted else 1.0
-    return worst_case_over_restarts(
-        attack_once, logits_fn, lambda labels, logits: sign * loss_fn(labels=labels, logits=logits),
-        x, y, seed, restarts, targeted)
+    return gradient_attack_restarts(attack_once, rand_init, logits_fn, loss_fn, x, y, seed,
+                                    restarts, targeted)
 
 
 def _build(spec: AttackSpec, logits_fn, config: AttackConfig):

@@ -64,3 +64,17 @@ def worst_case_over_restarts(attack_once: Callable[[tf.Tensor], tf.Tensor],
         (tf.constant(1, tf.int64), first, first_objective, first_success),
         maximum_iterations=restarts - 1)
     return best
+
+
+def gradient_attack_restarts(attack_once: Callable[[tf.Tensor], tf.Tensor], randomized: bool,
+                             logits_fn: LogitsFn, loss_fn, x, labels, seed, restarts: int,
+                             targeted: bool):
+    """Restart policy of the gradient attacks (FGSM, PGD): a deterministic attack runs once;
+    a randomized one keeps the worst case of `restarts` starts, scored by the loss it climbs
+    (descends, when targeted)."""
+    if not randomized:
+        return attack_once(seed)
+    sign = -1.0 if targeted else 1.0
+    return worst_case_over_restarts(
+        attack_once, logits_fn, lambda labels, logits: sign * loss_fn(labels=labels, logits=logits),
+        x, labels, seed, restarts, targeted)
