@@ -102,7 +102,7 @@ def main():
         net = models.build_model(args.model, info.image_shape, info.num_classes, seed=0)
         tr = training.build_trainer(net, objective, info.num_classes, cfg, steps_per_epoch=100)
         if xb is not None:  # builds everything and creates tr.train_function
-            tr.fit(tf.data.Dataset.from_tensors((xb, yb)), epochs=1, verbose=0)
+            tr.fit(tf.data.Dataset.from_tensors((xb, yb)), epochs=1, verbose=0, shuffle=False)
         return tr
 
     def step_fn(tr, xb, yb):
@@ -131,10 +131,10 @@ def main():
     def pipeline_epoch(epoch=[0]):
         epoch[0] += 1
         ds = data.train_dataset(arrays, b, seed=0, epoch=epoch[0])
-        pipe_trainer.fit(ds, epochs=1, verbose=0)
+        pipe_trainer.fit(ds, epochs=1, verbose=0, shuffle=False)
 
     def memory_epoch():
-        pipe_trainer.fit(memory_ds, epochs=1, verbose=0)
+        pipe_trainer.fit(memory_ds, epochs=1, verbose=0, shuffle=False)
 
     def pipeline_only(epoch=[0]):
         epoch[0] += 1

@@ -21,9 +21,11 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 
 # ----------------------------------------------------------------------------- what and where
-flags.DEFINE_enum("mode", "train", ["train", "eval", "transfer", "analyze", "compare", "export"],
+flags.DEFINE_enum("mode", "train",
+                  ["train", "eval", "transfer", "analyze", "audit", "compare", "export"],
                   "train (then evaluate and export), eval, transfer (black-box matrix), analyze "
-                  "(the papers' figures), compare (ours vs published), or export")
+                  "(the papers' figures), audit (gradient-masking checks), compare (ours vs "
+                  "published), or export")
 flags.DEFINE_list("compare_runs", [], "--mode=compare: run directories to set beside the papers' numbers")
 flags.DEFINE_string("model_dir", "runs/default", "the run directory")
 flags.DEFINE_bool("export", True, "after training, write saved_model/ and model.keras (off: dry runs)")
@@ -112,6 +114,15 @@ flags.DEFINE_list("analyses", ["logits", "eps_l", "landscape", "activations"],
                   "analyze: which analyses to run")
 flags.DEFINE_string("analysis_attack", "pgd10_xent", "adversarial data for the logit and "
                     "activation analyses")
+flags.DEFINE_list("audit_steps", ["20", "1000"], "audit: PGD steps of the reference attack and "
+                  "of the long attack compared with it")
+flags.DEFINE_integer("audit_restarts", 10, "audit: random restarts compared with one start")
+flags.DEFINE_integer("audit_spsa_examples", 100, "audit: SPSA on the first N examples (0: skip)")
+flags.DEFINE_integer("audit_spsa_iterations", 100, "audit: SPSA iterations")
+flags.DEFINE_integer("audit_unbounded_steps", 100, "audit: PGD steps of the unbounded-eps attack")
+flags.DEFINE_enum("audit_loss", "xent", ["xent", "cw"], "audit: loss of the PGD/FGSM attacks")
+flags.DEFINE_float("audit_tolerance", 0.03, "audit: accuracy drop (absolute) beyond which a "
+                   "stronger attack counts as a sign of masking")
 # ----------------------------------------------------------------------------- execution
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker", "tpu"],
                   "tf.distribute strategy: one device, several local devices, several hosts "
@@ -258,6 +269,24 @@ def validate():
         raise UsageError(f"--analysis_attack: {e}") from None
     if f.curve_steps < 1:
         raise UsageError(f"--curve_steps={f.curve_steps}: must be at least 1")
+    if f.mode == "audit":
+        _audit_config()
+
+
+def _audit_config():
+    from lrm_tf.audit import AuditConfig
+    steps = _floats("audit_steps", FLAGS.audit_steps)
+    if len(steps) != 2 or any(int(k) != k for k in steps):
+        raise UsageError(f"--audit_steps={','.join(FLAGS.audit_steps)}: give two whole numbers, "
+                         "e.g. 20,1000")
+    try:
+        return AuditConfig(steps_low=int(steps[0]), steps_high=int(steps[1]),
+                           restarts=FLAGS.audit_restarts, spsa_examples=FLAGS.audit_spsa_examples,
+                           spsa_iterations=FLAGS.audit_spsa_iterations,
+                           unbounded_steps=FLAGS.audit_unbounded_steps,
+                           attack_loss=FLAGS.audit_loss, tolerance=FLAGS.audit_tolerance)
+    except ValueError as e:
+        raise UsageError(f"--{str(e).replace('audit ', 'audit_', 1)}") from None
 
 
 @contextlib.contextmanager
@@ -467,6 +496,18 @@ def _run_analyze(run):
     print(f"analyses written to {out.path}: " + ", ".join(f"analysis_{a}.png" for a in FLAGS.analyses))
 
 
+def _run_audit(run):
+    from lrm_tf import audit, export
+    source, out = _output_dir(run)
+    model = export.load_classifier(source)
+    images, labels = _test_images(_load_data())
+    out.create()
+    result = audit.masking_audit(model, images, labels, _threat(), _audit_config(),
+                                 FLAGS.eval_batch_size, FLAGS.seed, _strategy())
+    _, md = audit.write_audit(out.path, result, f"Gradient-masking audit of {source}")
+    print(f"audit written to {md}")
+
+
 def _run_compare(run):
     from lrm_tf import compare
     try:
@@ -514,7 +555,8 @@ def main(argv):
             task_type, task_id = distribute.task(_strategy())
             run = RunDir(tempfile.mkdtemp(prefix=f"lrm_tf_{task_type}{task_id}_"))
     modes = {"train": _run_train, "eval": _run_eval, "transfer": _run_transfer,
-             "analyze": _run_analyze, "compare": _run_compare, "export": _run_export}
+             "analyze": _run_analyze, "audit": _run_audit, "compare": _run_compare,
+             "export": _run_export}
     modes[FLAGS.mode](run)
 
 

@@ -7,6 +7,7 @@ under CI (CI=true) it is a failure, so nothing is silently skipped there.
 
 import os
 
+import lrm_tf  # noqa: F401  (first: it chooses TensorFlow's CPU kernels before TF is imported)
 import pytest
 
 from run_utils import shared_data

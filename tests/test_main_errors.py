@@ -52,6 +52,12 @@ BAD_INPUTS = [
     (["--flagfile=/nonexistent/experiment.cfg"], "--flagfile"),
     (["--mode=eval", "--load_from=/"], "--load_from"),
     (["stray_argument"], "unexpected arguments"),
+    (["--mode=audit", "--audit_steps=20"], "--audit_steps"),
+    (["--mode=audit", "--audit_steps=100,20"], "--audit_steps"),
+    (["--mode=audit", "--audit_steps=20,1e3.5"], "--audit_steps"),
+    (["--mode=audit", "--audit_restarts=1"], "--audit_restarts"),
+    (["--mode=audit", "--audit_spsa_examples=-1"], "--audit_spsa_examples"),
+    (["--mode=audit", "--audit_tolerance=1.5"], "--audit_tolerance"),
 ]
 
 

@@ -177,6 +177,13 @@ def build_attack(spec: AttackSpec | str, model_fn, *, eps, eps_step, clip_min=0.
         if family is CLEAN or _common.is_empty_batch(x):
             return x
         seed = _common.as_seed(seed)
+        if x.shape.rank and x.shape[0] is None:
+            # A batch that may be empty at run time (a replica's share of a short last batch):
+            # oneDNN's fused convolution gradients reject a batch of 0 (TF 2.21), so skip it.
+            return tf.cond(tf.shape(x)[0] > 0, lambda: attack_batch(x, y, seed), lambda: x)
+        return attack_batch(x, y, seed)
+
+    def attack_batch(x, y, seed):
         clean_logits = None
         if use_true_labels:
             if y is None:

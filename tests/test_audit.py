@@ -1,0 +1,104 @@
+"""The gradient-masking audit flags a model whose gradients are hidden and passes an honest
+linear model (tiny models on 8x8 inputs, so every attack runs in seconds)."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lrm_tf import audit, export
+from lrm_tf.evaluation import ThreatModel
+from tests.run_utils import run_main
+
+SHAPE, CLASSES, N = (8, 8, 1), 10, 60
+THREAT = ThreatModel(eps=0.2, eps_step=0.04, spsa_samples=32)
+CONFIG = audit.AuditConfig(steps_low=10, steps_high=60, restarts=3, spsa_examples=30,
+                           spsa_iterations=40, unbounded_steps=40, tolerance=0.05)
+
+
+def _linear():
+    keras.utils.set_random_seed(3)
+    return keras.Sequential([keras.Input(SHAPE), keras.layers.Flatten(),
+                             keras.layers.Dense(CLASSES)])
+
+
+def _data(model_fn):
+    """Images in [0.2, 0.8] labelled by the model itself: clean accuracy is 100%."""
+    images = np.random.default_rng(0).uniform(0.2, 0.8, (N, *SHAPE)).astype(np.float32)
+    labels = np.argmax(model_fn(tf.constant(images)).numpy(), axis=1).astype(np.int64)
+    return images, labels
+
+
+def _hidden_gradient(model):
+    """The same function, but its input gradient is zero (as behind a non-differentiable
+    pre-processing step): white-box attacks see nothing, gradient-free ones see everything."""
+    return lambda x: tf.stop_gradient(model(x, training=False)) + 0.0 * model(x, training=False)
+
+
+def test_hidden_gradients_are_flagged():
+    model_fn = _hidden_gradient(_linear())
+    images, labels = _data(model_fn)
+    result = audit.masking_audit(model_fn, images, labels, THREAT, CONFIG, batch_size=32,
+                                 log=lambda _: None)
+    m = result["measurements"]
+    assert m["clean"]["accuracy"] == 1.0
+    # SPSA breaks the model that PGD cannot touch; the unbounded attack stays far above 0.
+    assert m["spsa"]["accuracy"] < m["pgd_low_spsa_subset"]["accuracy"] - 0.3
+    assert m["pgd_unbounded"]["accuracy"] > 0.05
+    assert {"spsa", "unbounded"} <= set(result["masking_signs"])
+    assert result["verdict"].startswith("SIGNS OF GRADIENT MASKING")
+
+
+def test_linear_model_shows_no_sign():
+    model = _linear()
+    images, labels = _data(lambda x: model(x, training=False))
+    result = audit.masking_audit(model, images, labels, THREAT, CONFIG, batch_size=32,
+                                 log=lambda _: None)
+    m = result["measurements"]
+    assert m["pgd_low"]["accuracy"] < 0.7, "the threat must be strong enough to matter"
+    assert m["pgd_unbounded"]["accuracy"] == 0.0
+    assert result["masking_signs"] == [], result["checks"]
+    assert result["verdict"].startswith("No sign of gradient masking")
+    # Each check's drop is the difference of the two accuracies it names.
+    steps = next(c for c in result["checks"] if c["check"] == "steps")
+    assert steps["drop"] == pytest.approx(m["pgd_low"]["accuracy"] - m["pgd_high"]["accuracy"])
+
+
+def test_audit_files(tmp_path):
+    model = _linear()
+    images, labels = _data(lambda x: model(x, training=False))
+    config = audit.AuditConfig(steps_low=2, steps_high=4, restarts=2, spsa_examples=0)
+    result = audit.masking_audit(model, images[:8], labels[:8], THREAT, config,
+                                 log=lambda _: None)
+    json_path, md_path = audit.write_audit(str(tmp_path), result)
+    assert "spsa" not in json.load(open(json_path))["measurements"]
+    text = open(md_path).read()
+    assert "| steps |" in text and "**Verdict.**" in text
+
+
+@pytest.mark.parametrize("kwargs", [dict(steps_low=20, steps_high=20), dict(restarts=1),
+                                    dict(spsa_examples=-1), dict(attack_loss="l2"),
+                                    dict(tolerance=1.0)])
+def test_bad_config_is_rejected(kwargs):
+    with pytest.raises(ValueError):
+        audit.AuditConfig(**kwargs)
+
+
+def test_audit_mode_on_a_saved_model(tmp_path):
+    model = keras.Sequential([keras.Input(SHAPE), keras.layers.Flatten(),
+                              keras.layers.Dense(CLASSES)])
+    saved = str(tmp_path / "saved_model")
+    export.export_saved_model(model, saved)
+    out = str(tmp_path / "audit")
+    proc = run_main("--mode=audit", "--dataset=digits", f"--load_from={saved}",
+                    f"--model_dir={out}", "--eval_examples=40", "--audit_steps=3,6",
+                    "--audit_restarts=2", "--audit_spsa_examples=8", "--audit_spsa_iterations=2",
+                    "--audit_unbounded_steps=5", "--spsa_samples=8", timeout=300)
+    assert "gradient masking" in proc.stdout.lower() or "GRADIENT MASKING" in proc.stdout
+    result = json.load(open(os.path.join(out, "audit.json")))
+    assert result["measurements"]["pgd_high"]["attack"] == "pgd6_xent"
+    assert result["measurements"]["spsa"]["examples"] == 8
+    assert os.path.exists(os.path.join(out, "audit.md"))
