@@ -133,7 +133,12 @@ flags.DEFINE_integer("cpu_replicas", 0, "split the CPU into N logical devices an
                      "(testing multi-replica code without GPUs)")
 flags.DEFINE_string("tpu", "", "TPU name or address for --strategy=tpu")
 flags.DEFINE_bool("deterministic", False, "seed everything and turn on TensorFlow op determinism")
-flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step")
+flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step (off: on the 2-core CPU "
+                  "with oneDNN, XLA was slower; see BUILD_NOTES)")
+flags.DEFINE_enum("mixed_precision", "none", ["none", "mixed_float16", "mixed_bfloat16"],
+                  "compute in half precision with float32 weights and logits (GPUs with tensor "
+                  "cores; float16 adds dynamic loss scaling). Off: slower on CPUs without "
+                  "native half-precision arithmetic (BUILD_NOTES)")
 flags.DEFINE_bool("attack_xla_step", False, "XLA-compile each PGD step (training and evaluation "
                   "attacks); the step loop stays outside XLA. On the 2-core CPU this reached the "
                   "XLA forward+backward floor (R_pgd 0.93-0.99 by CPU time, see BUILD_NOTES)")
@@ -337,7 +342,11 @@ def _train_config():
         schedule_unit=FLAGS.schedule_unit, optimizer=FLAGS.optimizer, momentum=FLAGS.momentum,
         weight_decay=FLAGS.weight_decay, seed=FLAGS.seed,
         checkpoint_every_steps=FLAGS.checkpoint_every_steps, train_limit=FLAGS.train_limit,
-        verbose=FLAGS.verbose, jit_compile=FLAGS.jit_compile)
+        verbose=FLAGS.verbose, jit_compile=FLAGS.jit_compile, mixed_precision=_mixed_precision())
+
+
+def _mixed_precision():
+    return "" if FLAGS.mixed_precision == "none" else FLAGS.mixed_precision
 
 
 def _objective():
@@ -436,7 +445,8 @@ def _run_train(run):
     net = training.train(
         lambda: models.build_model(FLAGS.model, info.image_shape, info.num_classes,
                                    FLAGS.depth, FLAGS.width, seed=FLAGS.seed,
-                                   synchronized_bn=replicas > 1),
+                                   synchronized_bn=replicas > 1,
+                                   mixed_precision=_mixed_precision()),
         # train() itself keeps the chief's checkpoints in --model_dir and a worker's elsewhere.
         _objective(), arrays, RunDir(FLAGS.model_dir), _train_config(), strategy=strategy)
     train_seconds = time.time() - t0
@@ -526,7 +536,8 @@ def _run_export(run):
     if not run.has_checkpoint():
         raise UsageError(f"--model_dir={run.path}: no checkpoint to export")
     info = data.dataset_info(FLAGS.dataset)
-    net = models.build_model(FLAGS.model, info.image_shape, info.num_classes, FLAGS.depth, FLAGS.width)
+    net = models.build_model(FLAGS.model, info.image_shape, info.num_classes, FLAGS.depth,
+                             FLAGS.width, mixed_precision=_mixed_precision())
     ckpt = tf.train.Checkpoint(net=net)
     ckpt.restore(tf.train.latest_checkpoint(run.checkpoints)).expect_partial()
     export.export_saved_model(net, run.saved_model)

@@ -168,22 +168,41 @@ MODELS = {
 }
 
 
+MIXED_PRECISION = ("mixed_float16", "mixed_bfloat16")
+
+
 def build_model(name: str, input_shape, num_classes: int, depth: int = 28, width: int = 10,
-                seed: int | None = None, synchronized_bn: bool = False) -> keras.Model:
+                seed: int | None = None, synchronized_bn: bool = False,
+                mixed_precision: str = "") -> keras.Model:
     """Builds a model by name; `depth`/`width` are read by `wide_resnet` only.
 
     synchronized_bn: batch-norm statistics over all replicas (use with several replicas).
+    mixed_precision: '' (float32), 'mixed_float16' or 'mixed_bfloat16': layers compute in half
+    precision with float32 variables; the logits are cast back to float32.
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    if mixed_precision and mixed_precision not in MIXED_PRECISION:
+        raise ValueError(f"unknown mixed_precision {mixed_precision!r}; choose one of "
+                         f"{', '.join(MIXED_PRECISION)} or ''")
     if seed is not None:
         keras.utils.set_random_seed(seed)
     _SYNC_BN[0] = synchronized_bn
+    previous_policy = keras.config.dtype_policy()
+    if mixed_precision:
+        keras.config.set_dtype_policy(mixed_precision)
     try:
-        return MODELS[name](input_shape=tuple(input_shape), num_classes=num_classes,
-                            depth=depth, width=width)
+        net = MODELS[name](input_shape=tuple(input_shape), num_classes=num_classes,
+                           depth=depth, width=width)
     finally:
         _SYNC_BN[0] = False
+        keras.config.set_dtype_policy(previous_policy)
+    if not mixed_precision:
+        return net
+    # Float32 logits: the cross-entropies, logit penalties and attack losses lose too much in
+    # half precision (the Keras mixed-precision guide's advice for the last layer).
+    logits = layers.Activation("linear", dtype="float32", name="logits_float32")(net.output)
+    return keras.Model(net.input, logits, name=net.name)
 
 
 def decayed_kernels(model: keras.Model):

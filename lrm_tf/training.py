@@ -42,6 +42,7 @@ class TrainConfig:
     train_limit: int = 0  # use only the first N training examples (0: all)
     verbose: int = -1  # keras fit verbosity; -1: progress bar on a terminal, one line per epoch otherwise
     jit_compile: bool = False
+    mixed_precision: str = ""  # as the model was built with; 'mixed_float16' adds loss scaling
 
 
 class RobustTrainer(keras.Model):
@@ -88,7 +89,7 @@ class RobustTrainer(keras.Model):
                 total = total + terms["weight_decay"]
             # Per-replica means: dividing by the replica count makes the summed (all-reduced)
             # gradient the gradient of the global-batch mean, as Keras' own compute_loss does.
-            scaled = total / replicas
+            scaled = self.optimizer.scale_loss(total / replicas)  # identity unless float16
         grads = tape.gradient(scaled, self.net.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.net.trainable_variables))
         terms["loss"] = total
@@ -245,6 +246,9 @@ def build_trainer(net: keras.Model, objective: Objective, num_classes: int, cfg:
         optimizer = keras.optimizers.Adam(learning_rate=schedule)
     else:
         optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=cfg.momentum)
+    if cfg.mixed_precision == "mixed_float16":
+        # float16 gradients underflow without it; bfloat16 has float32's exponent range.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     trainer.compile(optimizer=optimizer, jit_compile=cfg.jit_compile)
     # Variables exist before a restore, so the checkpoint restores into them rather than deferring.
     optimizer.build(net.trainable_variables)

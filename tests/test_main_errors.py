@@ -52,6 +52,7 @@ BAD_INPUTS = [
     (["--flagfile=/nonexistent/experiment.cfg"], "--flagfile"),
     (["--mode=eval", "--load_from=/"], "--load_from"),
     (["stray_argument"], "unexpected arguments"),
+    (["--mixed_precision=float8"], "--mixed_precision"),
     (["--mode=audit", "--audit_steps=20"], "--audit_steps"),
     (["--mode=audit", "--audit_steps=100,20"], "--audit_steps"),
     (["--mode=audit", "--audit_steps=20,1e3.5"], "--audit_steps"),
