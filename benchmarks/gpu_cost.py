@@ -92,11 +92,13 @@ from typing import Dict, List, Optional, Tuple
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # this checkout's lrm_tf (its flags), not another installed copy
 
 # (training images, test images) of the data sets; digits is data.py's fixed 80/20 split.
 DATASET_SIZES = {"mnist": (60000, 10000), "cifar10": (50000, 10000),
                  "cifar100": (50000, 10000), "svhn_cropped": (73257, 26032),
                  "digits": (1437, 360)}
+SVHN_EXTRA_TRAIN = 73257 + 531131  # --svhn_extra: train + extra
 
 TRAIN_PASS_COST = 3.0  # forward + backward to activations + backward to weights, in F
 SPSA_CHUNK_SAMPLES = 32  # build_attack's default; evaluation does not override it
@@ -373,6 +375,8 @@ def needs_clean_logits(flagfile: Flagfile) -> bool:
 
 def training_steps(flagfile: Flagfile) -> int:
     n_train = DATASET_SIZES[flagfile.dataset][0]
+    if flagfile.svhn_extra:
+        n_train = SVHN_EXTRA_TRAIN
     if flagfile.train_limit:
         n_train = min(n_train, flagfile.train_limit)
     if flagfile.train_steps > 0:

@@ -151,7 +151,7 @@ def _load_digits():
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
 
 
-def _load_tfds(name: str, data_dir: Optional[str], download: bool):
+def _load_tfds(name: str, data_dir: Optional[str], download: bool, train_split: str = "train"):
     import tensorflow_datasets as tfds
     builder = tfds.builder(name, data_dir=data_dir)
     if not builder.is_prepared():
@@ -163,7 +163,7 @@ def _load_tfds(name: str, data_dir: Optional[str], download: bool):
             raise DataError(f"{_missing_message(name)} (TFDS download failed: "
                             f"{type(e).__name__})") from None
     out = []
-    for split in ("train", "test"):
+    for split in (train_split, "test"):
         x, y = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, as_supervised=True))
         out += [x.astype(np.uint8), y.astype(np.int64)]
     return tuple(out)
@@ -194,25 +194,29 @@ _LOCAL_READERS = {
 
 
 def load_arrays(name: str, data_dir: Optional[str] = None, local_data: Optional[str] = None,
-                download: bool = True) -> Arrays:
+                download: bool = True, svhn_extra: bool = False) -> Arrays:
     """Loads a data set into memory.
 
     Order of preference: the embedded set; `local_data` (upstream file layout); TFDS from
-    `data_dir` (downloading when `download` and the network allow).
+    `data_dir` (downloading when `download` and the network allow). `svhn_extra` adds SVHN's
+    531,131 `extra` images to its training set (LRM trains on train + extra).
     """
     info = dataset_info(name)
+    if svhn_extra and name != "svhn_cropped":
+        raise ValueError(f"svhn_extra applies to svhn_cropped only, not {name}")
     if name == "digits":
         parts = _load_digits()
     elif local_data:
         if not os.path.isdir(local_data):
             raise DataError(f"--local_data={local_data} is not a folder")
         try:
-            parts = _LOCAL_READERS[name](local_data)
+            parts = (_load_svhn_local(local_data, use_extra=True) if svhn_extra
+                     else _LOCAL_READERS[name](local_data))
         except (OSError, KeyError, ValueError, pickle.UnpicklingError) as e:
             raise DataError(f"--local_data={local_data}: cannot read {name} "
                             f"({type(e).__name__}: {e})") from None
     else:
-        parts = _load_tfds(name, data_dir, download)
+        parts = _load_tfds(name, data_dir, download, "train+extra" if svhn_extra else "train")
     arrays = Arrays(info, *parts)
     _check_shapes(arrays)
     return arrays

@@ -40,6 +40,8 @@ flags.DEFINE_string("local_data", "", "a folder with the upstream files (MNIST i
                     "cifar-10-batches-py/, cifar-100-python/, SVHN *_32x32.mat)")
 flags.DEFINE_integer("synthetic_data", 0, "use N random training images of the dataset's shape "
                      "(and N/2 test images) instead of real data: dry runs and tests")
+flags.DEFINE_bool("svhn_extra", False, "svhn_cropped: train on train + extra (604,388 images, "
+                  "as LRM does) instead of train (73,257)")
 flags.DEFINE_integer("train_limit", 0, "train on the first N training examples only (0: all)")
 # ----------------------------------------------------------------------------- model
 flags.DEFINE_string("model", "mnist_cnn", "mnist_cnn, resnet_simple, resnet18, resnet8, wide_resnet")
@@ -244,6 +246,8 @@ def validate():
     replicas = f.cpu_replicas or len(f.devices) or f.num_gpus or 1
     if f.batch_size % replicas:
         raise UsageError(f"--batch_size={f.batch_size} must be divisible by the {replicas} replicas")
+    if f.svhn_extra and f.dataset != "svhn_cropped":
+        raise UsageError(f"--svhn_extra applies to --dataset=svhn_cropped, not {f.dataset}")
     if f.data_dir and f.local_data:
         raise UsageError("--data_dir and --local_data conflict: set one")
     if f.local_data and not os.path.isdir(f.local_data):
@@ -330,7 +334,8 @@ def _load_data():
     if FLAGS.synthetic_data:
         n = FLAGS.synthetic_data
         return data.synthetic_arrays(FLAGS.dataset, n, max(n // 2, 1), FLAGS.seed)
-    return data.load_arrays(FLAGS.dataset, FLAGS.data_dir or None, FLAGS.local_data or None)
+    return data.load_arrays(FLAGS.dataset, FLAGS.data_dir or None, FLAGS.local_data or None,
+                            svhn_extra=FLAGS.svhn_extra)
 
 
 def _train_config():

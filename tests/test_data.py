@@ -76,3 +76,28 @@ def test_eval_pipeline_is_unaugmented_and_limited():
     a = data.synthetic_arrays("mnist", 8, 10)
     xs = np.concatenate([x for x, _ in data.eval_dataset(a, 4, limit=6)])
     np.testing.assert_allclose(xs, a.x_test[:6] / 255.0, atol=1e-7)
+
+
+def _write_svhn(folder, name, n, first_label):
+    from scipy.io import savemat
+    x = np.full((32, 32, 3, n), first_label, np.uint8)  # upstream layout: HWCN
+    y = (np.arange(n) % 10 + first_label) % 10 + 1  # labels 1..10, 10 meaning the digit 0
+    savemat(str(folder / name), {"X": x, "y": y.reshape(-1, 1)})
+
+
+def test_svhn_local_with_and_without_extra(tmp_path):
+    _write_svhn(tmp_path, "train_32x32.mat", 6, 0)
+    _write_svhn(tmp_path, "extra_32x32.mat", 4, 3)
+    _write_svhn(tmp_path, "test_32x32.mat", 5, 7)
+    plain = data.load_arrays("svhn_cropped", local_data=str(tmp_path))
+    extra = data.load_arrays("svhn_cropped", local_data=str(tmp_path), svhn_extra=True)
+    assert plain.x_train.shape == (6, 32, 32, 3) and extra.x_train.shape == (10, 32, 32, 3)
+    np.testing.assert_array_equal(extra.x_train[:6], plain.x_train)
+    assert (extra.x_train[6:] == 3).all()  # the extra images follow the train images
+    assert extra.y_train.min() >= 0 and extra.y_train.max() <= 9  # 10 -> 0 as in TFDS
+    assert len(extra.y_test) == len(plain.y_test) == 5
+
+
+def test_svhn_extra_is_for_svhn_only():
+    with pytest.raises(ValueError, match="svhn_extra"):
+        data.load_arrays("digits", svhn_extra=True)

@@ -53,6 +53,7 @@ BAD_INPUTS = [
     (["--mode=eval", "--load_from=/"], "--load_from"),
     (["stray_argument"], "unexpected arguments"),
     (["--mixed_precision=float8"], "--mixed_precision"),
+    (["--svhn_extra"], "--svhn_extra"),
     (["--mode=audit", "--audit_steps=20"], "--audit_steps"),
     (["--mode=audit", "--audit_steps=100,20"], "--audit_steps"),
     (["--mode=audit", "--audit_steps=20,1e3.5"], "--audit_steps"),
