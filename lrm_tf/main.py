@@ -142,8 +142,8 @@ flags.DEFINE_enum("mixed_precision", "none", ["none", "mixed_float16", "mixed_bf
                   "cores; float16 adds dynamic loss scaling). Off: slower on CPUs without "
                   "native half-precision arithmetic (BUILD_NOTES)")
 flags.DEFINE_bool("attack_xla_step", False, "XLA-compile each PGD step (training and evaluation "
-                  "attacks); the step loop stays outside XLA. On the 2-core CPU this reached the "
-                  "XLA forward+backward floor (R_pgd 0.93-0.99 by CPU time, see BUILD_NOTES)")
+                  "attacks); the step loop stays outside XLA. Off: on the 2-core CPU with oneDNN "
+                  "the plain graph was faster (PGD-10 2.54 s vs 3.00 s, batch 128; BUILD_NOTES)")
 flags.DEFINE_integer("verbose", -1, "fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch; "
                      "-1 chooses 1 on a terminal and 2 otherwise")
 
