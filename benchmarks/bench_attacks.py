@@ -70,6 +70,7 @@ def _rss_mib():
 
 def _tf_setup(model_name, batch, seed=0):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import lrm_tf  # noqa: F401  (before TensorFlow: it picks the CPU kernels users get)
     import tensorflow as tf
     from lrm_tf import models
     tf.get_logger().setLevel("ERROR")

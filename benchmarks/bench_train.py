@@ -82,6 +82,7 @@ def main():
                    "train step; for adversarial objectives this compiles PGD's while loop too)")
     args = p.parse_args()
 
+    import lrm_tf  # noqa: F401  (before TensorFlow: it picks the CPU kernels users get)
     import keras
     import tensorflow as tf
     from lrm_tf import attacks, data, models, training

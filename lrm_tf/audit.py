@@ -81,9 +81,9 @@ def _check(name, weaker, stronger, tolerance, what):
     than `tolerance` below `weaker` (the reference attack on the same examples)."""
     drop = weaker["accuracy"] - stronger["accuracy"]
     sign = drop > tolerance
+    change = f"{-100 * drop:+.2f} points" if drop else "no change"
     detail = (f"{what}: {100 * weaker['accuracy']:.2f}% -> {100 * stronger['accuracy']:.2f}% "
-              f"({'-' if drop >= 0 else '+'}{100 * abs(drop):.2f} points, tolerance "
-              f"{100 * tolerance:.1f})")
+              f"({change}, tolerance {100 * tolerance:.1f})")
     return {"check": name, "masking_sign": bool(sign), "drop": drop, "detail": detail}
 
 
