@@ -379,9 +379,10 @@ def training_steps(flagfile: Flagfile) -> int:
         n_train = SVHN_EXTRA_TRAIN
     if flagfile.train_limit:
         n_train = min(n_train, flagfile.train_limit)
-    if flagfile.train_steps > 0:
-        return flagfile.train_steps
-    return flagfile.train_epochs * (n_train // flagfile.batch_size)
+    from lrm_tf.training import TrainConfig, steps_plan
+    return steps_plan(n_train, TrainConfig(batch_size=flagfile.batch_size,
+                                           train_epochs=flagfile.train_epochs,
+                                           train_steps=flagfile.train_steps))[1]
 
 
 def units_per_image(flagfile: Flagfile, attack_pass_cost: float) -> Tuple[float, float, str]:

@@ -12,8 +12,9 @@ attack wins by more than `tolerance` (absolute accuracy):
 * `spsa`: the gradient-free SPSA (Uesato et al. 2018) against PGD on the same subsample; a
   gradient-free attack beating a white-box gradient attack means the gradients mislead.
 * `single_step`: FGSM against PGD; a one-step attack must not beat an iterative one.
-* `unbounded`: PGD at eps = the whole input range (Shafahi et al. table 9); every image is
-  reachable, so accuracy must reach ~0 (at most `unbounded_max`).
+* `unbounded`: PGD at eps = the whole input range with Madry's step 2.5 eps / steps (Shafahi
+  et al. table 9); every image is reachable, so accuracy must reach ~0 (at most
+  `unbounded_max`).
 
 `masking_audit` returns a JSON-ready dict; `write_audit` writes audit.json and audit.md.
 """
@@ -22,19 +23,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
 
-from lrm_tf import evaluation
+from lrm_tf import curves
 from lrm_tf.evaluation import ThreatModel
 from lrm_tf.rundir import write_json_atomic, write_text_atomic
-
-# Madry et al.'s step rule for a budget: 2.5 * eps / steps (also used by the eps sweep).
-UNBOUNDED_STEP_FACTOR = 2.5
-
 
 @dataclasses.dataclass(frozen=True)
 class AuditConfig:
@@ -65,14 +61,11 @@ class AuditConfig:
 
 
 def _measure(model, images, labels, attack, threat, batch_size, seed, strategy, log):
-    t0 = time.time()
-    acc, n = evaluation.attack_accuracy(model, images, labels, attack, threat, batch_size, seed,
-                                        strategy, progress=False)
-    entry = {"attack": attack, "accuracy": acc, "examples": n, "eps": threat.eps,
-             "eps_step": threat.eps_step, "restarts": threat.restarts,
-             "seconds": round(time.time() - t0, 2)}
+    entry = curves.accuracy_point(model, images, labels, attack, threat, batch_size, seed,
+                                  strategy)
     log(f"  {attack:<18} eps={threat.eps:.4g} step={threat.eps_step:.4g} "
-        f"restarts={threat.restarts}: {100 * acc:6.2f}% of {n} ({entry['seconds']:.0f}s)")
+        f"restarts={threat.restarts}: {100 * entry['accuracy']:6.2f}% of {entry['examples']} "
+        f"({entry['seconds']:.0f}s)")
     return entry
 
 
@@ -108,7 +101,7 @@ def masking_audit(model, images: np.ndarray, labels: np.ndarray, threat: ThreatM
     range_eps = threat.clip_max - threat.clip_min
     unbounded_steps = config.unbounded_steps
     m["pgd_unbounded"] = run(f"pgd{unbounded_steps}_{loss}", dataclasses.replace(
-        one, eps=range_eps, eps_step=UNBOUNDED_STEP_FACTOR * range_eps / unbounded_steps))
+        one, eps=range_eps, eps_step=curves.proportional_eps_step(range_eps, unbounded_steps)))
     checks: List[dict] = [
         _check("steps", m["pgd_low"], m["pgd_high"], config.tolerance,
                f"PGD-{config.steps_low} -> PGD-{config.steps_high}"),

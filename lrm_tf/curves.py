@@ -55,7 +55,10 @@ def _pgd_name(steps: int, loss: str, norm: str) -> str:
     return f"pgd{steps}_{norm}_{loss}" if norm != "linf" else f"pgd{steps}_{loss}"
 
 
-def _point(model, images, labels, attack_name, threat, batch_size, seed, strategy, **fields):
+def accuracy_point(model, images, labels, attack_name, threat, batch_size, seed, strategy,
+                   **fields):
+    """One `evaluation.attack_accuracy` call as a JSON-ready record (accuracy, examples, the
+    threat's eps/step/restarts, seconds) plus `fields`."""
     t0 = time.time()
     acc, n = evaluation.attack_accuracy(model, images, labels, attack_name, threat, batch_size,
                                         seed, strategy, progress=False)
@@ -77,7 +80,7 @@ def eps_sweep(model, images: np.ndarray, labels: np.ndarray, eps_values: Sequenc
     """
     base = threat or ThreatModel(eps=max(eps_values), eps_step=0.0)
     name = _pgd_name(steps, attack_loss, norm)
-    points = [_point(model, images, labels, name, dataclasses.replace(
+    points = [accuracy_point(model, images, labels, name, dataclasses.replace(
         base, eps=float(eps), eps_step=float(eps_step_fn(eps, steps))), batch_size, seed,
         strategy, x=float(eps)) for eps in eps_values]
     return {"curve": "eps", "x": "eps", "attack": name, "steps": steps, "loss": attack_loss,
@@ -93,7 +96,7 @@ def steps_sweep(model, images: np.ndarray, labels: np.ndarray, steps_values: Seq
     table 11 uses the CW loss, hence the default)."""
     base = dataclasses.replace(threat or ThreatModel(eps=eps, eps_step=eps_step),
                                eps=eps, eps_step=eps_step)
-    points = [_point(model, images, labels, _pgd_name(int(k), attack_loss, norm), base,
+    points = [accuracy_point(model, images, labels, _pgd_name(int(k), attack_loss, norm), base,
                      batch_size, seed, strategy, x=int(k), steps=int(k)) for k in steps_values]
     return {"curve": "steps", "x": "steps", "loss": attack_loss, "norm": norm, "eps": eps,
             "eps_step": eps_step, "seed": seed, "points": points}
@@ -109,7 +112,7 @@ def restarts_sweep(model, images: np.ndarray, labels: np.ndarray, restarts_value
     base = dataclasses.replace(threat or ThreatModel(eps=eps, eps_step=eps_step),
                                eps=eps, eps_step=eps_step)
     name = _pgd_name(steps, attack_loss, norm)
-    points = [_point(model, images, labels, name, dataclasses.replace(base, restarts=int(r)),
+    points = [accuracy_point(model, images, labels, name, dataclasses.replace(base, restarts=int(r)),
                      batch_size, seed, strategy, x=int(r)) for r in restarts_values]
     return {"curve": "restarts", "x": "restarts", "attack": name, "steps": steps,
             "loss": attack_loss, "norm": norm, "eps": eps, "eps_step": eps_step, "seed": seed,
