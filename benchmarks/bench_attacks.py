@@ -98,7 +98,7 @@ class _Batch:
         return lambda: fn(self.x)
 
     def pgd(self, k, xla):
-        """(traced call, trace seconds): the attack as lrm_tf.evaluation runs it."""
+        """(traced call, trace seconds): the attack as lrm_tf.eval.evaluation runs it."""
         from lrm_tf import attacks
         tf = self.tf
         attack = attacks.build_attack(f"pgd{k}_xent", lambda z: self.net(z, training=False),

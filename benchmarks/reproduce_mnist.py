@@ -2,7 +2,7 @@
 
 Runs each chosen flagfile from flags/ with its own hyper-parameters except a reduced number
 of iterations (--steps) and evaluation on the first --examples test images, then writes
-RESULTS.md with the measured numbers beside the published ones (lrm_tf.compare), the
+RESULTS.md with the measured numbers beside the published ones (lrm_tf.report.compare), the
 commands and the times. Adversarially trained rows cost (k + 1) passes per step: give them a
 smaller --adv_steps budget.
 
@@ -58,7 +58,7 @@ def main():
                    "--audit_spsa_examples=50 --audit_spsa_iterations=50",
                    help="extra flags of the audit runs")
     args = p.parse_args()
-    from lrm_tf import compare  # noqa: E402  (after sys.path)
+    from lrm_tf.report import compare  # noqa: E402  (after sys.path)
 
     commands, runs = [], []
     for stem in args.stems.split(","):

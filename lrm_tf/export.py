@@ -14,7 +14,7 @@ import shutil
 import keras
 import tensorflow as tf
 
-from lrm_tf.rundir import is_run_dir, is_saved_model
+from lrm_tf.report.rundir import is_run_dir, is_saved_model
 
 
 class _Serving(tf.Module):

@@ -252,7 +252,7 @@ def validate():
         raise UsageError("--data_dir and --local_data conflict: set one")
     if f.local_data and not os.path.isdir(f.local_data):
         raise UsageError(f"--local_data={f.local_data}: no such folder")
-    from lrm_tf.rundir import is_run_dir, is_saved_model
+    from lrm_tf.report.rundir import is_run_dir, is_saved_model
     if f.mode == "transfer" and not f.load_from:
         raise UsageError("--mode=transfer needs --load_from=<source>[,<source>...]")
     paths = [p for p in f.load_from.split(",") if p] if f.mode == "transfer" else \
@@ -267,7 +267,8 @@ def validate():
         for path in f.compare_runs:
             if not os.path.isdir(path):
                 raise UsageError(f"--compare_runs={path}: no such run directory")
-    from lrm_tf import analysis, curves
+    from lrm_tf.eval import analysis
+    from lrm_tf.eval import curves
     if not set(f.curves) <= set(curves.CURVES):
         raise UsageError(f"--curves={','.join(f.curves)}: choose from {','.join(curves.CURVES)}")
     if not set(f.analyses) <= set(analysis.ANALYSES):
@@ -283,7 +284,7 @@ def validate():
 
 
 def _audit_config():
-    from lrm_tf.audit import AuditConfig
+    from lrm_tf.eval.audit import AuditConfig
     steps = _floats("audit_steps", FLAGS.audit_steps)
     if len(steps) != 2 or any(int(k) != k for k in steps):
         raise UsageError(f"--audit_steps={','.join(FLAGS.audit_steps)}: give two whole numbers, "
@@ -318,7 +319,7 @@ def _setup_tf():
         if FLAGS.strategy == "multiworker":
             _strategy()  # collective ops must be configured before TensorFlow starts its devices
         if FLAGS.cpu_replicas > 1 and FLAGS.strategy == "mirrored":
-            from lrm_tf.distribute import split_logical_cpus
+            from lrm_tf.training.distribute import split_logical_cpus
             split_logical_cpus(FLAGS.cpu_replicas)
         tf.config.list_logical_devices()  # device initialisation logs (e.g. no CUDA driver)
     from absl import logging
@@ -379,14 +380,14 @@ def _objective():
 
 @functools.lru_cache(maxsize=1)
 def _strategy():
-    from lrm_tf.distribute import make_strategy
+    from lrm_tf.training.distribute import make_strategy
     devices = FLAGS.devices or ([f"/cpu:{i}" for i in range(FLAGS.cpu_replicas)]
                                 if FLAGS.cpu_replicas > 1 else [])
     return make_strategy(FLAGS.strategy, devices, FLAGS.num_gpus, FLAGS.tpu)
 
 
 def _threat():
-    from lrm_tf.evaluation import ThreatModel
+    from lrm_tf.eval.evaluation import ThreatModel
     eps, eps_step = _eps()
     return ThreatModel(eps=eps, eps_step=eps_step, restarts=FLAGS.restarts,
                        use_true_labels=FLAGS.attack_true_labels, spsa_samples=FLAGS.spsa_samples,
@@ -401,7 +402,7 @@ def _test_images(arrays):
 
 def _output_dir(run):
     """Where eval/analyze write: --model_dir when given with --load_from, else the loaded run."""
-    from lrm_tf.rundir import RunDir, is_run_dir
+    from lrm_tf.report.rundir import RunDir, is_run_dir
     source = FLAGS.load_from or run.path
     if (FLAGS.load_from and FLAGS["model_dir"].present) or not is_run_dir(source):
         return source, run
@@ -409,7 +410,7 @@ def _output_dir(run):
 
 
 def _evaluate(model, arrays, run, title):
-    from lrm_tf import evaluation
+    from lrm_tf.eval import evaluation
     images, labels = _test_images(arrays)
     results = evaluation.evaluate_attacks(model, images, labels, FLAGS.eval_attacks, _threat(),
                                           FLAGS.eval_batch_size, FLAGS.seed, strategy=_strategy())
@@ -418,7 +419,7 @@ def _evaluate(model, arrays, run, title):
     evaluation.print_table(results)
     print(f"\nresults: {run.results_md}")
     if FLAGS.curves:
-        from lrm_tf import curves
+        from lrm_tf.eval import curves
         curves.run_curves(model, images, labels, run.path, FLAGS.curves, _threat(),
                           steps=FLAGS.curve_steps, attack_loss=FLAGS.curve_loss,
                           batch_size=FLAGS.eval_batch_size, seed=FLAGS.seed, strategy=_strategy())
@@ -428,7 +429,7 @@ def _evaluate(model, arrays, run, title):
 
 def _run_train(run):
     from lrm_tf import export, models, training
-    from lrm_tf.rundir import RunDir, write_json_atomic
+    from lrm_tf.report.rundir import RunDir, write_json_atomic
     if run.is_finished():
         if not FLAGS.overwrite:
             raise UsageError(f"--model_dir={run.path} holds a finished run: pass --overwrite to "
@@ -473,7 +474,8 @@ def _run_eval(run):
 
 
 def _run_transfer(run):
-    from lrm_tf import export, transfer
+    from lrm_tf import export
+    from lrm_tf.eval import transfer
     loaded = {}  # one object per path, so source == target is recognised as white-box
 
     def models(paths):
@@ -500,7 +502,8 @@ def _run_transfer(run):
 
 
 def _run_analyze(run):
-    from lrm_tf import analysis, export
+    from lrm_tf import export
+    from lrm_tf.eval import analysis
     source, out = _output_dir(run)
     images, labels = _test_images(_load_data())
     eps, eps_step = _eps()
@@ -512,7 +515,8 @@ def _run_analyze(run):
 
 
 def _run_audit(run):
-    from lrm_tf import audit, export
+    from lrm_tf import export
+    from lrm_tf.eval import audit
     source, out = _output_dir(run)
     model = export.load_classifier(source)
     images, labels = _test_images(_load_data())
@@ -524,7 +528,7 @@ def _run_audit(run):
 
 
 def _run_compare(run):
-    from lrm_tf import compare
+    from lrm_tf.report import compare
     try:
         rows = compare.compare_runs(FLAGS.compare_runs)
     except compare.CompareError as e:
@@ -560,10 +564,10 @@ def main(argv):
     if len(argv) > 1:
         raise UsageError(f"unexpected arguments: {' '.join(argv[1:])} (flags look like --name=value)")
     validate()
-    from lrm_tf.rundir import RunDir
+    from lrm_tf.report.rundir import RunDir
     run = RunDir(FLAGS.model_dir)
     if FLAGS.strategy == "multiworker":
-        from lrm_tf import distribute
+        from lrm_tf.training import distribute
         if not distribute.is_chief(_strategy()):
             # Every worker runs the whole program (collectives need all of them); only the
             # chief's files are kept, the others write to a scratch folder.
@@ -589,7 +593,7 @@ def _guarded(argv):
     """main() with the expected failures turned into one line on stderr and an exit status."""
     _setup_tf()
     from lrm_tf.data import DataError
-    from lrm_tf.rundir import RunDir
+    from lrm_tf.report.rundir import RunDir
     from lrm_tf.training import DivergenceError
     try:
         main(argv)

@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402,F401
 
-from lrm_tf import distribute  # noqa: E402
+from lrm_tf.training import distribute  # noqa: E402
 
 strategy = distribute.make_strategy("multiworker" if os.environ.get("TF_CONFIG") else "default")
 
@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 from lrm_tf import data, models, training  # noqa: E402
 from lrm_tf.objectives.compose import Objective  # noqa: E402
-from lrm_tf.rundir import RunDir  # noqa: E402
+from lrm_tf.report.rundir import RunDir  # noqa: E402
 
 
 def main(run_dir, weights_path, steps):

@@ -6,8 +6,11 @@ import keras
 import numpy as np
 import pytest
 
-from lrm_tf import analysis, data, evaluation, export, transfer
-from lrm_tf.evaluation import ThreatModel
+from lrm_tf import data, export
+from lrm_tf.eval import analysis
+from lrm_tf.eval import evaluation
+from lrm_tf.eval import transfer
+from lrm_tf.eval.evaluation import ThreatModel
 from test_curves import assert_valid_png
 
 EXAMPLES = 64

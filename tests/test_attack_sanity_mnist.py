@@ -4,9 +4,11 @@ rises with eps and reaches ~0 at eps = 1 (Shafahi et al. table 9's unbounded che
 
 import pytest
 
-from lrm_tf import curves, data, evaluation, models, training
+from lrm_tf import data, models, training
+from lrm_tf.eval import curves
+from lrm_tf.eval import evaluation
 from lrm_tf.objectives.compose import Objective
-from lrm_tf.rundir import RunDir
+from lrm_tf.report.rundir import RunDir
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lrm_tf import audit, export
-from lrm_tf.evaluation import ThreatModel
+from lrm_tf import export
+from lrm_tf.eval import audit
+from lrm_tf.eval.evaluation import ThreatModel
 from tests.run_utils import run_main
 
 SHAPE, CLASSES, N = (8, 8, 1), 10, 60

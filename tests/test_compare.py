@@ -1,11 +1,11 @@
-"""Our numbers next to the published ones (lrm_tf.compare) on run directories written here."""
+"""Our numbers next to the published ones (lrm_tf.report.compare) on run directories written here."""
 
 import json
 
 import pytest
 
-from lrm_tf import compare
-from lrm_tf.published import PUBLISHED
+from lrm_tf.report import compare
+from lrm_tf.report.published import PUBLISHED
 
 
 def _run(path, flags, results):

@@ -6,8 +6,10 @@ import keras
 import matplotlib.image
 import pytest
 
-from lrm_tf import curves, data, evaluation
-from lrm_tf.evaluation import ThreatModel
+from lrm_tf import data
+from lrm_tf.eval import curves
+from lrm_tf.eval import evaluation
+from lrm_tf.eval.evaluation import ThreatModel
 
 EXAMPLES = 80
 

@@ -3,9 +3,10 @@ import json
 import pytest
 import tensorflow as tf
 
-from lrm_tf import data, evaluation, export, models, training
+from lrm_tf import data, export, models, training
+from lrm_tf.eval import evaluation
 from lrm_tf.objectives.compose import Objective
-from lrm_tf.rundir import RunDir
+from lrm_tf.report.rundir import RunDir
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from lrm_tf import data, export, models, training
 from lrm_tf.objectives.compose import Objective
-from lrm_tf.rundir import RunDir
+from lrm_tf.report.rundir import RunDir
 
 
 @pytest.fixture(scope="module")

@@ -211,7 +211,7 @@ if __name__ != "__main__":
     def test_flagfile_conventions(path):
         """A leading comment, its own run directory, no machine-specific data paths, and each
         published white-box column among its --eval_attacks."""
-        from lrm_tf.published import PUBLISHED, UNPUBLISHED
+        from lrm_tf.report.published import PUBLISHED, UNPUBLISHED
         with open(path) as f:
             text = f.read()
         flags = read_flags(path)
@@ -235,7 +235,7 @@ if __name__ != "__main__":
                 f"{name}: --load_from/--transfer_targets name no flagfile (runs/{source})"
 
     def test_every_flagfile_has_a_published_entry_and_back():
-        from lrm_tf.published import PUBLISHED, UNPUBLISHED
+        from lrm_tf.report.published import PUBLISHED, UNPUBLISHED
         stems = {stem(p) for p in ALL}
         assert sorted(stems - set(PUBLISHED) - set(UNPUBLISHED)) == [], "flagfiles without an entry"
         assert sorted(set(PUBLISHED) - stems) == [], "published entries without a flagfile"
@@ -243,7 +243,7 @@ if __name__ != "__main__":
         assert not set(PUBLISHED) & set(UNPUBLISHED)
 
     def test_blackbox_sources_are_flagfiles():
-        from lrm_tf.published import PUBLISHED, EXTERNAL_SOURCES
+        from lrm_tf.report.published import PUBLISHED, EXTERNAL_SOURCES
         stems = {stem(p) for p in ALL}
         for name, entry in PUBLISHED.items():
             for key in entry["results"]:
@@ -253,7 +253,7 @@ if __name__ != "__main__":
 
     def test_attack_names_of_published_entries_parse():
         from lrm_tf.attacks import parse_attack
-        from lrm_tf.published import PUBLISHED
+        from lrm_tf.report.published import PUBLISHED
         for name, entry in PUBLISHED.items():
             for key in entry["results"]:
                 attack = key.split(":")[-1] if key.startswith("blackbox:") else key

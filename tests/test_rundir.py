@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from lrm_tf.rundir import RunDir, write_json_atomic
+from lrm_tf.report.rundir import RunDir, write_json_atomic
 
 
 def test_interrupted_write_leaves_previous_results_intact(tmp_path):
@@ -33,7 +33,7 @@ def test_run_state_and_writability(tmp_path):
 def test_crash_before_rename_keeps_old_file(tmp_path, monkeypatch):
     path = tmp_path / "results.md"
     path.write_text("old table\n")
-    import lrm_tf.rundir as rundir
+    import lrm_tf.report.rundir as rundir
 
     def crash(src, dst):
         raise KeyboardInterrupt  # the process is interrupted between write and rename

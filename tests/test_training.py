@@ -12,7 +12,7 @@ import tensorflow as tf
 from run_utils import REPO, run_main
 from lrm_tf import data, models, training
 from lrm_tf.objectives.compose import Objective
-from lrm_tf.schedules import make_schedule
+from lrm_tf.training.schedules import make_schedule
 
 
 def test_logged_loss_equals_hand_computation():
@@ -46,7 +46,7 @@ def test_schedule_warmup_and_piecewise():
 
 
 def test_train_function_resumes_from_checkpoint(tmp_path):
-    from lrm_tf.rundir import RunDir
+    from lrm_tf.report.rundir import RunDir
     a = data.load_arrays("digits")
     cfg = training.TrainConfig(batch_size=64, train_epochs=1, lr_values=(0.05,), lr_boundaries=(),
                                verbose=0)

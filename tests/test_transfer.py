@@ -9,8 +9,10 @@ import keras
 import numpy as np
 import pytest
 
-from lrm_tf import data, evaluation, transfer
-from lrm_tf.evaluation import ThreatModel
+from lrm_tf import data
+from lrm_tf.eval import evaluation
+from lrm_tf.eval import transfer
+from lrm_tf.eval.evaluation import ThreatModel
 
 THREAT = ThreatModel(eps=0.1, eps_step=0.02)
 ATTACK = "pgd10_xent"
@@ -124,8 +126,8 @@ def test_mirrored_strategy_gives_the_single_device_examples(tmp_path):
         import json, numpy as np, tensorflow as tf, keras
         tf.config.set_logical_device_configuration(
             tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
-        from lrm_tf import transfer
-        from lrm_tf.evaluation import ThreatModel
+        from lrm_tf.eval import transfer
+        from lrm_tf.eval.evaluation import ThreatModel
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         keras.utils.set_random_seed(0)
         with strategy.scope():

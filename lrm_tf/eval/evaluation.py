@@ -10,7 +10,7 @@ from typing import Callable, Dict, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from lrm_tf.rundir import RunDir, write_json_atomic, write_text_atomic
+from lrm_tf.report.rundir import RunDir, write_json_atomic, write_text_atomic
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,9 +15,9 @@ from typing import Dict, Mapping, Optional
 import numpy as np
 import tensorflow as tf
 
-from lrm_tf import evaluation
-from lrm_tf.evaluation import ThreatModel
-from lrm_tf.rundir import write_json_atomic, write_text_atomic
+from lrm_tf.eval import evaluation
+from lrm_tf.eval.evaluation import ThreatModel
+from lrm_tf.report.rundir import write_json_atomic, write_text_atomic
 
 
 def adversarial_examples(model, images: np.ndarray, labels: np.ndarray, attack_name: str,

@@ -22,9 +22,9 @@ from typing import Callable, Dict, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from lrm_tf import evaluation
-from lrm_tf.evaluation import ThreatModel
-from lrm_tf.rundir import write_json_atomic
+from lrm_tf.eval import evaluation
+from lrm_tf.eval.evaluation import ThreatModel
+from lrm_tf.report.rundir import write_json_atomic
 
 # Shafahi et al. tables 10 and 11: the restart counts and step counts they report.
 PAPER_RESTARTS = tuple(range(1, 10))

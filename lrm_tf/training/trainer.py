@@ -19,10 +19,11 @@ import numpy as np
 import tensorflow as tf
 
 from lrm_tf import data as data_lib
-from lrm_tf import distribute, models
+from lrm_tf import models
+from lrm_tf.training import distribute
 from lrm_tf.objectives.compose import Objective, compute_objective
-from lrm_tf.rundir import RunDir, write_json_atomic
-from lrm_tf.schedules import make_schedule
+from lrm_tf.report.rundir import RunDir, write_json_atomic
+from lrm_tf.training.schedules import make_schedule
 
 
 @dataclasses.dataclass
@@ -262,7 +263,7 @@ def train(net_fn: Callable[[], keras.Model], objective: Objective, arrays: data_
 
     Checkpoints hold the weights and optimizer state; the optimizer's step counter says where
     to resume, and the data order depends only on (seed, epoch), so the same command resumes.
-    Under a multi-worker strategy only the chief writes `run` (see `lrm_tf.distribute`).
+    Under a multi-worker strategy only the chief writes `run` (see `lrm_tf.training.distribute`).
     """
     strategy = strategy or tf.distribute.get_strategy()
     num_train = min(len(arrays.y_train), cfg.train_limit or len(arrays.y_train))

@@ -38,7 +38,7 @@ def make_strategy(name: str = "default", devices: Sequence[str] = (), num_gpus: 
                 raise
             raise RuntimeError(
                 "the multiworker strategy must be created before TensorFlow initialises its "
-                "devices: call lrm_tf.distribute.make_strategy('multiworker') before any other "
+                "devices: call lrm_tf.training.distribute.make_strategy('multiworker') before any other "
                 "TensorFlow call (e.g. tf.config.list_logical_devices)") from e
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)

@@ -1,6 +1,6 @@
 """Our numbers next to the papers': one row per (run, attack) with ours, published and delta.
 
-A run directory is matched to its published row (lrm_tf.published) by, in order: the flagfile
+A run directory is matched to its published row (lrm_tf.report.published) by, in order: the flagfile
 recorded in its flags.json (`flagfile`, a path or a list of paths, when the entry point records
 it), the basename of the recorded --model_dir, the basename of the directory itself. A name
 matches a flagfile stem exactly or, failing that, by its longest stem prefix followed by
@@ -20,8 +20,8 @@ import json
 import os
 from typing import Iterable, Optional
 
-from lrm_tf.published import PAPERS, PUBLISHED, entry_for
-from lrm_tf.rundir import write_json_atomic, write_text_atomic
+from lrm_tf.report.published import PAPERS, PUBLISHED, entry_for
+from lrm_tf.report.rundir import write_json_atomic, write_text_atomic
 
 DASH = "—"
 NO_RESULTS = "no results yet"

@@ -1,4 +1,4 @@
-"""Datasets: loading (TFDS, upstream files, embedded, synthetic) and the tf.data pipeline.
+"""Loading datasets (TFDS, upstream files, embedded, synthetic) and the tf.data pipeline.
 
 Every image reaches the model as float32 in [0, 1] (the documented input range); any
 normalisation happens inside the model. Arrays are held in memory as uint8, which is small
@@ -17,35 +17,11 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from lrm_tf.data.registry import DATASETS, DatasetInfo, dataset_info  # noqa: F401
+
 
 class DataError(Exception):
     """A data set could not be found or read; the message says which flag to set."""
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    image_shape: tuple
-    num_classes: int
-    crop_padding: int  # pixels of zero padding before a random crop back to size; 0 = no crop
-    flip: bool  # random horizontal flips
-    local_layout: str  # what --local_data must hold
-
-
-DATASETS = {
-    # Madry's MNIST setup trains without augmentation.
-    "mnist": DatasetInfo("mnist", (28, 28, 1), 10, 0, False,
-                         "the four MNIST idx files (train-images-idx3-ubyte.gz, ...)"),
-    "cifar10": DatasetInfo("cifar10", (32, 32, 3), 10, 4, True,
-                           "cifar-10-batches-py/ (the python version of CIFAR-10)"),
-    "cifar100": DatasetInfo("cifar100", (32, 32, 3), 100, 4, True,
-                            "cifar-100-python/ (the python version of CIFAR-100)"),
-    # LRM sec. 5.1: SVHN uses crops after 4-pixel padding but no flips (digits are not symmetric).
-    "svhn_cropped": DatasetInfo("svhn_cropped", (32, 32, 3), 10, 4, False,
-                                "train_32x32.mat and test_32x32.mat (optionally extra_32x32.mat)"),
-    # scikit-learn's 8x8 digits: real data shipped inside a package, so the quickstart works offline.
-    "digits": DatasetInfo("digits", (8, 8, 1), 10, 0, False, "nothing (embedded in scikit-learn)"),
-}
 
 
 @dataclasses.dataclass
@@ -56,12 +32,6 @@ class Arrays:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-
-
-def dataset_info(name: str) -> DatasetInfo:
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    return DATASETS[name]
 
 
 # ---------------------------------------------------------------------------- readers

@@ -25,9 +25,9 @@ from typing import Callable, Dict, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from lrm_tf.curves import pyplot, save_figure
-from lrm_tf.evaluation import ThreatModel
-from lrm_tf.rundir import write_json_atomic
+from lrm_tf.eval.curves import pyplot, save_figure
+from lrm_tf.eval.evaluation import ThreatModel
+from lrm_tf.report.rundir import write_json_atomic
 
 ANALYSES = ("logits", "eps_l", "landscape", "activations")
 HISTOGRAM_BINS = 60
@@ -92,7 +92,7 @@ def _shared_edges(*arrays, bins: int = HISTOGRAM_BINS, quantiles=(0.0, 1.0)) -> 
 
 
 def _adversarial(model, images, labels, attack_name, threat, batch_size, seed, strategy):
-    from lrm_tf.transfer import adversarial_examples
+    from lrm_tf.eval.transfer import adversarial_examples
     adv, _ = adversarial_examples(model, images, labels, attack_name, threat, batch_size, seed,
                                   strategy)
     return adv

@@ -28,9 +28,9 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
-from lrm_tf import curves
-from lrm_tf.evaluation import ThreatModel
-from lrm_tf.rundir import write_json_atomic, write_text_atomic
+from lrm_tf.eval import curves
+from lrm_tf.eval.evaluation import ThreatModel
+from lrm_tf.report.rundir import write_json_atomic, write_text_atomic
 
 @dataclasses.dataclass(frozen=True)
 class AuditConfig:

@@ -1,0 +1,1 @@
+"""The command line: flags generated from `lrm_tf.config`, the table of modes, exit statuses."""
