@@ -1,8 +1,8 @@
 """What reproducing each paper table of flags/ costs on one modern GPU, from FLOP counts.
 
-For every flagfile (flags/README.md maps it to paper, table and row) the script counts the
-floating-point work of its training and of its evaluation, groups the flagfiles by paper
-table and converts the FLOPs into GPU hours at an assumed effective throughput. Nothing is
+For every flagfile (lrm_tf/report/published.json maps it to paper, table and row) the script
+counts the floating-point work of its training and of its evaluation, groups the flagfiles by
+paper table and converts the FLOPs into GPU hours at an assumed effective throughput. Nothing is
 trained or attacked; the only TensorFlow work is building each distinct model once and
 counting the FLOPs of its graph (well under a minute on the 2-core development machine).
 
@@ -154,27 +154,12 @@ def read_flagfile(path: str, definitions) -> Flagfile:
     return Flagfile(os.path.basename(path)[:-len(".cfg")], values)
 
 
-def read_index(readme: str):
-    """flags/README.md's index: {stem: (paper prefix, table cell, row)} and
-    {paper prefix: paper title}. The prefix is the flagfile naming's <paper>."""
-    index, titles, title = {}, {}, None
-    with open(readme) as f:
-        for line in f:
-            heading = re.match(r"### (.+?) \(`[^`]+`\)\s*$", line)
-            if heading:
-                title = heading.group(1)
-                continue
-            row = re.match(r"\| `([^`]+)` \| ([^|]+) \| ([^|]+) \|", line)
-            if row and title:
-                stem = row.group(1)
-                prefix = paper_prefix(stem)
-                titles.setdefault(prefix, title)
-                index[stem] = (prefix, row.group(2).strip(), row.group(3).strip())
-    return index, titles
-
-
-def paper_prefix(stem: str) -> str:
-    return "lrm_draft" if stem.startswith("lrm_draft") else stem.split("_")[0]
+def read_index():
+    """The published rows (lrm_tf/report/published.json): {stem: (paper key, table cell, row)}
+    and {paper key: paper title}, papers in the data file's order."""
+    from lrm_tf.report.published import PAPERS, PUBLISHED
+    index = {stem: (e["paper"], e["table"], e["row"]) for stem, e in PUBLISHED.items()}
+    return index, {key: paper["title"] for key, paper in PAPERS.items()}
 
 
 def table_label(cell: str) -> str:
@@ -468,7 +453,7 @@ def load_catalogue(flags_dir: str):
     definitions = flag_definitions()
     flagfiles = [read_flagfile(os.path.join(flags_dir, name), definitions)
                  for name in sorted(os.listdir(flags_dir)) if name.endswith(".cfg")]
-    index, titles = read_index(os.path.join(flags_dir, "README.md"))
+    index, titles = read_index()
     return flagfiles, index, titles
 
 

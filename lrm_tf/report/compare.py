@@ -158,7 +158,7 @@ def compare_markdown(rows: list[dict]) -> str:
     if compared:
         mean_abs = sum(abs(r["delta"]) for r in compared) / len(compared)
         lines += ["", f"{len(compared)} numbers compared; mean |delta| {mean_abs:.2f} points. "
-                  "Published numbers: lrm_tf/published.py; rows and decisions: flags/README.md."]
+                  "Published numbers: lrm_tf/report/published.json; rows and decisions: flags/README.md."]
     unmatched = sorted({r["run"] for r in rows if not r["stem"]})
     if unmatched:
         lines += ["", "No published row matches: " + ", ".join(unmatched) +
