@@ -112,6 +112,7 @@ def _child(out_root, paths):
     import contextlib
     import io
     import traceback
+
     from lrm_tf import main as lrm_main
 
     def capture(fn):
@@ -126,6 +127,7 @@ def _child(out_root, paths):
         return code, buf.getvalue().strip()[-2000:]
 
     import gc
+
     import keras
     order = run_order(paths)
     distinct_only = os.environ.get("LRM_TF_FLAGFILE_RUNS", "all") == "distinct"
@@ -203,7 +205,8 @@ if __name__ != "__main__":
     def test_flagfile_validates_and_runs(runs, path):
         record = runs.get(stem(path))
         assert record is not None, f"{stem(path)}: the runner stopped before it"
-        assert record["validate"] == 0, f"{stem(path)} does not validate as written: {record['validate_error']}"
+        assert record["validate"] == 0, \
+            f"{stem(path)} does not validate as written: {record['validate_error']}"
         assert record["rc"] in (0, "skipped"), \
             f"{stem(path)} failed end to end (exit {record['rc']}): {record['error']}"
 
@@ -242,8 +245,22 @@ if __name__ != "__main__":
         assert sorted(set(UNPUBLISHED) - stems) == [], "UNPUBLISHED names without a flagfile"
         assert not set(PUBLISHED) & set(UNPUBLISHED)
 
+    def test_generated_headers_and_index_are_up_to_date():
+        """Flagfile headers and the flags/README.md index are copies of published.json."""
+        from lrm_tf.report import catalogue
+        stale = catalogue.stale_files(FLAGS_DIR)
+        assert stale == [], f"stale copies of published.json; run `{catalogue.COMMAND}`: {stale}"
+
+    def test_regenerating_a_header_keeps_the_flags():
+        from lrm_tf.report import catalogue
+        text = "# an outdated header\n# Published: clean 1%.\n--mode=train\n# a later comment\n--seed=3\n"
+        out = catalogue.render_flagfile(text, "lrm_t1_cifar10_lrm")
+        assert out.endswith("--mode=train\n# a later comment\n--seed=3\n")
+        assert out.startswith("# Summers & Dinneen") and "# Published: clean 68.5%, fgsm_xent 52.8%" in out
+        assert "outdated" not in out
+
     def test_blackbox_sources_are_flagfiles():
-        from lrm_tf.report.published import PUBLISHED, EXTERNAL_SOURCES
+        from lrm_tf.report.published import EXTERNAL_SOURCES, PUBLISHED
         stems = {stem(p) for p in ALL}
         for name, entry in PUBLISHED.items():
             for key in entry["results"]:
@@ -254,7 +271,7 @@ if __name__ != "__main__":
     def test_attack_names_of_published_entries_parse():
         from lrm_tf.attacks import parse_attack
         from lrm_tf.report.published import PUBLISHED
-        for name, entry in PUBLISHED.items():
+        for _name, entry in PUBLISHED.items():
             for key in entry["results"]:
                 attack = key.split(":")[-1] if key.startswith("blackbox:") else key
                 if attack in ("fgsm", "pgd"):  # quoted from Madry et al. without their loss

@@ -18,7 +18,7 @@ from __future__ import annotations
 import glob
 import json
 import os
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 from lrm_tf.report.published import PAPERS, PUBLISHED, entry_for
 from lrm_tf.report.rundir import write_json_atomic, write_text_atomic
@@ -54,7 +54,7 @@ def _candidates(run_dir: str, flags: dict) -> list[str]:
     return names
 
 
-def match_run(run_dir: str, flags: Optional[dict] = None) -> Optional[str]:
+def match_run(run_dir: str, flags: dict | None = None) -> str | None:
     """The flagfile stem whose published row `run_dir` reproduces, or None."""
     for name in _candidates(run_dir, flags or {}):
         found = entry_for(name)
@@ -63,11 +63,11 @@ def match_run(run_dir: str, flags: Optional[dict] = None) -> Optional[str]:
     return None
 
 
-def _percent(value) -> Optional[float]:
+def _percent(value) -> float | None:
     return None if value is None else round(100.0 * float(value), 4)
 
 
-def _transfer_results(run_dir: str, target: Optional[str]) -> dict:
+def _transfer_results(run_dir: str, target: str | None) -> dict:
     """{blackbox:<source>:<attack>: {"accuracy", "examples"}} from the run's transfer matrices."""
     out = {}
     for path in sorted(glob.glob(os.path.join(run_dir, "transfer*.json"))):
@@ -152,8 +152,9 @@ def compare_markdown(rows: list[dict]) -> str:
         attack = r["attack"] or DASH
         if r["note"] and r["attack"] is None:
             attack = f"{DASH} ({r['note']})"
+        examples = r["examples"] if r["examples"] is not None else DASH
         lines.append(f"| {r['run']} | {where} | {attack} | {_num(r['ours'])} | {_num(r['published'])} | "
-                     f"{_num(r['delta'], signed=True)} | {r['examples'] if r['examples'] is not None else DASH} |")
+                     f"{_num(r['delta'], signed=True)} | {examples} |")
     compared = [r for r in rows if r["delta"] is not None]
     if compared:
         mean_abs = sum(abs(r["delta"]) for r in compared) / len(compared)

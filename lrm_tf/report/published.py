@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 from importlib import resources
-from typing import Optional
 
 DATA_FILE = "published.json"
 
@@ -65,7 +64,7 @@ def get(stem: str) -> dict:
         raise KeyError(f"{stem!r} has no published row in lrm_tf/report/{DATA_FILE}") from None
 
 
-def entry_for(name: str) -> Optional[tuple[str, dict]]:
+def entry_for(name: str) -> tuple[str, dict] | None:
     """The published row a flagfile path or stem, or a run directory name, refers to.
 
     The exact stem wins; otherwise the longest stem that `name` starts with, followed by '_',
