@@ -173,7 +173,7 @@ MIXED_PRECISION = ("mixed_float16", "mixed_bfloat16")
 
 def build_model(name: str, input_shape, num_classes: int, depth: int = 28, width: int = 10,
                 seed: int | None = None, synchronized_bn: bool = False,
-                mixed_precision: str = "") -> keras.Model:
+                mixed_precision: str = "none") -> keras.Model:
     """Builds a model by name; `depth`/`width` are read by `wide_resnet` only.
 
     synchronized_bn: batch-norm statistics over all replicas (use with several replicas).
@@ -182,6 +182,8 @@ def build_model(name: str, input_shape, num_classes: int, depth: int = 28, width
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    if mixed_precision == "none":
+        mixed_precision = ""
     if mixed_precision and mixed_precision not in MIXED_PRECISION:
         raise ValueError(f"unknown mixed_precision {mixed_precision!r}; choose one of "
                          f"{', '.join(MIXED_PRECISION)} or ''")

@@ -22,7 +22,7 @@ strategy = distribute.make_strategy("multiworker" if os.environ.get("TF_CONFIG")
 import numpy as np  # noqa: E402
 
 from lrm_tf import data, models, training  # noqa: E402
-from lrm_tf.objectives.compose import Objective  # noqa: E402
+from lrm_tf.config import Objective, Threat  # noqa: E402
 from lrm_tf.report.rundir import RunDir  # noqa: E402
 
 
@@ -31,14 +31,15 @@ def main(run_dir, weights_path, steps):
     cfg = training.TrainConfig(batch_size=32, train_steps=steps, lr_values=(0.05,),
                                lr_boundaries=(), weight_decay=2e-4, seed=0, verbose=0)
     # M-PGD with a 2-step attack: the attack's loop and random start run on every worker.
-    objective = Objective(adv_train="pgd2_xent", eps=0.3, eps_step=0.1, adv_alpha=0.5)
+    objective = Objective(adv_train="pgd2_xent", adv_alpha=0.5)
     initial = []
 
     def build():
         net = models.build_model("mnist_cnn", (8, 8, 1), 10, seed=0)
         initial.extend(np.asarray(w.numpy()) for w in net.weights)
         return net
-    net = training.train(build, objective, arrays, RunDir(run_dir), cfg, strategy=strategy,
+    net = training.train(build, objective, arrays, RunDir(run_dir), cfg,
+                         Threat(eps=0.3, eps_step=0.1), strategy=strategy,
                          log=lambda m: print(m, flush=True))
     final = [np.asarray(w.numpy()) for w in net.weights]
     np.savez(weights_path, **{f"final_{i}": w for i, w in enumerate(final)},

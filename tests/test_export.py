@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from lrm_tf import data, export, models, training
-from lrm_tf.objectives.compose import Objective
+from lrm_tf.config import Objective
 from lrm_tf.report.rundir import RunDir
 
 

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from lrm_tf import data, export, models, training
-from lrm_tf.objectives.compose import Objective
+from lrm_tf.config import Objective, Threat
 from lrm_tf.report.rundir import RunDir
 
 
@@ -35,10 +35,10 @@ def test_adversarial_training_and_export(policy, tmp_path):
     cfg = training.TrainConfig(batch_size=16, train_steps=2, lr_values=(0.05,), lr_boundaries=(),
                                verbose=0, mixed_precision=policy)
     run = RunDir(str(tmp_path / "run"))
-    objective = Objective(adv_train="pgd2_xent", alp_weight=0.5, eps=8 / 255, eps_step=4 / 255)
+    objective = Objective(adv_train="pgd2_xent", alp_weight=0.5)
     net = training.train(lambda: models.build_model("resnet8", (32, 32, 3), 10, seed=0,
                                                     mixed_precision=policy),
-                         objective, a, run, cfg)
+                         objective, a, run, cfg, Threat(eps=8 / 255, eps_step=4 / 255))
     assert all(np.isfinite(w.numpy()).all() for w in net.weights)
     rows = open(run.metrics_csv).read().splitlines()
     header, last = rows[0].split(","), rows[-1].split(",")

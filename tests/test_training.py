@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from run_utils import REPO, run_main
 from lrm_tf import data, models, training
-from lrm_tf.objectives.compose import Objective
+from lrm_tf.config import Objective
 from lrm_tf.training.schedules import make_schedule
 
 
@@ -53,7 +53,7 @@ def test_train_function_resumes_from_checkpoint(tmp_path):
     run = RunDir(str(tmp_path / "run"))
     build = lambda: models.build_model("mnist_cnn", (8, 8, 1), 10, seed=0)
     training.train(build, Objective(), a, run, cfg)
-    cfg.train_epochs = 2
+    cfg = cfg.replace(train_epochs=2)
     messages = []
     training.train(build, Objective(), a, run, cfg, log=messages.append)
     assert messages and "resuming" in messages[0] and "step 22 " in messages[0]

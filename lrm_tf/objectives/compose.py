@@ -13,73 +13,36 @@ from typing import Callable, Dict, Optional
 
 import tensorflow as tf
 
+from lrm_tf.config import Objective, Threat
+
 _SEED_MIX, _SEED_NOISE, _SEED_ATTACK = 11, 23, 37  # distinct streams derived from the step seed
 
 
-@dataclasses.dataclass(frozen=True)
-class Objective:
-    """Which terms are active and their coefficients. Zero/empty means off."""
-    label_smoothing: float = 0.0
-    label_smoothing_form: str = "lrm"  # 'lrm' (s, T2) or 'shafahi' (alpha, T3)
-    logit_squeeze: float = 0.0
-    logit_squeeze_form: str = "batch"  # 'example' (T4) or 'batch' (T5)
-    logit_squeeze_per_example_scale: bool = True  # poster's beta/|b| reading of T5
-    logit_similarity: float = 0.0
-    logit_similarity_gamma: float = 1.0
-    noise_sigma: float = 0.0
-    noise_clip: bool = True
-    clean_pairing: float = 0.0
-    pairing_squared: bool = True  # "L2" of ALP's pairing: squared distance (ALP code) or not
-    pairing_mean_over_classes: bool = True  # mean over classes (ALP code's MSE) or sum
-    adv_train: str = ""  # attack name used during training, e.g. 'pgd7_xent'
-    adv_alpha: float = 0.5
-    alp_weight: float = 0.0
-    pairing_beta: float = 0.0
-    pairing_ratio: float = 0.0  # >0 turns on the decoupled pairing (T11)
-    pairing_h_direction: str = "clean_to_adv"  # h = CE(softmax(clean) -> adv) or the reverse
-    mixup: str = "none"  # 'none', 'mixup', 'vh_mixup'
-    mixup_alpha: float = 1.0
-    mix_before_attack: bool = True
-    separate_bn_batches: bool = False  # two forward passes (clean, adv) instead of one concatenated
-    eps: float = 0.3
-    eps_step: float = 0.01
-    attack_bn_training: bool = False  # batch norm mode while generating training attacks
-    attack_xla_step: bool = False  # XLA-compile each step of the training attack
-    clip_min: float = 0.0
-    clip_max: float = 1.0
+def needs_clean_logits(objective: Objective) -> bool:
+    return (not objective.adversarial or objective.adv_alpha > 0 or objective.alp_weight > 0
+            or objective.pairing_ratio > 0 or objective.clean_pairing > 0)
 
-    @property
-    def adversarial(self) -> bool:
-        return bool(self.adv_train)
 
-    @property
-    def decoupled_pairing(self) -> bool:
-        return self.pairing_ratio > 0
-
-    def needs_clean_logits(self) -> bool:
-        return (not self.adversarial or self.adv_alpha > 0 or self.alp_weight > 0
-                or self.decoupled_pairing or self.clean_pairing > 0)
-
-    def term_names(self, weight_decay: bool = False):
-        """The names logged for this objective, in a stable order."""
-        names = []
-        if not self.adversarial or self.adv_alpha > 0:
-            names.append("ce_clean")
-        if self.adversarial:
-            names.append("ce_adv")
-        if self.logit_squeeze:
-            names.append("squeeze")
-        if self.logit_similarity:
-            names.append("similarity")
-        if self.clean_pairing:
-            names.append("clean_pairing")
-        if self.alp_weight:
-            names.append("pairing")
-        if self.decoupled_pairing:
-            names += ["decoupled_h", "pairing_coef", "logit_norm"]
-        if weight_decay:
-            names.append("weight_decay")
-        return names
+def term_names(objective: Objective, weight_decay: bool = False):
+    """The names logged for this objective, in a stable order."""
+    names = []
+    if not objective.adversarial or objective.adv_alpha > 0:
+        names.append("ce_clean")
+    if objective.adversarial:
+        names.append("ce_adv")
+    if objective.logit_squeeze:
+        names.append("squeeze")
+    if objective.logit_similarity:
+        names.append("similarity")
+    if objective.clean_pairing:
+        names.append("clean_pairing")
+    if objective.alp_weight:
+        names.append("pairing")
+    if objective.pairing_ratio > 0:
+        names += ["decoupled_h", "pairing_coef", "logit_norm"]
+    if weight_decay:
+        names.append("weight_decay")
+    return names
 
 
 @dataclasses.dataclass
@@ -149,7 +112,7 @@ def _mix(objective: Objective, x, y_soft, seed):
     return local_slice(xg, local), local_slice(yg, local)
 
 
-def _noise(objective: Objective, x, seed):
+def _noise(objective: Objective, threat: Optional[Threat], x, seed):
     from lrm_tf.objectives.noise import gaussian_noise
     local = tf.shape(x)[0]
     # Draw over the global batch so each example gets the noise it would get on one device.
@@ -157,18 +120,16 @@ def _noise(objective: Objective, x, seed):
     delta = gaussian_noise(zeros, objective.noise_sigma, seed, clip=False)
     x = x + local_slice(delta, local)
     if objective.noise_clip:
-        x = tf.clip_by_value(x, objective.clip_min, objective.clip_max)
+        low, high = (threat.clip_min, threat.clip_max) if threat else (0.0, 1.0)
+        x = tf.clip_by_value(x, low, high)
     return x
 
 
-def _attack(objective: Objective, net, x, y, seed):
+def _attack(objective: Objective, threat: Threat, net, x, y, seed):
     from lrm_tf import attacks
     spec = attacks.parse_attack(objective.adv_train)
     training = objective.attack_bn_training
-    attack = attacks.build_attack(spec, lambda z: net(z, training=training),
-                                  eps=objective.eps, eps_step=objective.eps_step,
-                                  clip_min=objective.clip_min, clip_max=objective.clip_max,
-                                  jit_compile_step=objective.attack_xla_step)
+    attack = attacks.build_attack(spec, lambda z: net(z, training=training), threat)
     return tf.stop_gradient(attack(x, y, seed))
 
 
@@ -177,6 +138,7 @@ def _soft_ce(y_soft, logits):
 
 
 def compute_objective(objective: Objective, net, x, y, num_classes: int, seed,
+                      threat: Optional[Threat] = None,
                       attack_fn: Optional[Callable] = None) -> ObjectiveOutput:
     """Builds the loss of one step (call inside a GradientTape). `seed`: int64 [2] tensor."""
     y_soft = tf.one_hot(y, num_classes)
@@ -190,13 +152,13 @@ def compute_objective(objective: Objective, net, x, y, num_classes: int, seed,
     if objective.mixup != "none" and (objective.mix_before_attack or not objective.adversarial):
         x, y_soft = _mix(objective, x, y_soft, mix_seed)
     if objective.noise_sigma:
-        x = _noise(objective, x, noise_seed)
+        x = _noise(objective, threat, x, noise_seed)
 
     x_adv = None
     if objective.adversarial:
         # Mixed images have soft labels; the attack pushes away from their dominant class.
         attack_labels = tf.argmax(y_soft, axis=1, output_type=y.dtype)
-        attack = attack_fn or (lambda a, b, s: _attack(objective, net, a, b, s))
+        attack = attack_fn or (lambda a, b, s: _attack(objective, threat, net, a, b, s))
         x_adv = attack(x, attack_labels, attack_seed)
         if objective.mixup != "none" and not objective.mix_before_attack:
             # Same seed: the adversarial batch is mixed with the same partners and weights.
@@ -206,7 +168,7 @@ def compute_objective(objective: Objective, net, x, y, num_classes: int, seed,
     clean_logits = adv_logits = None
     if x_adv is None:
         clean_logits = net(x, training=True)
-    elif not objective.needs_clean_logits():
+    elif not needs_clean_logits(objective):
         adv_logits = net(x_adv, training=True)
     elif objective.separate_bn_batches:
         clean_logits, adv_logits = net(x, training=True), net(x_adv, training=True)
@@ -236,7 +198,7 @@ def compute_objective(objective: Objective, net, x, y, num_classes: int, seed,
             terms["squeeze"] = logit_squeeze.logit_squeeze_example(trained_logits)
         else:
             squeeze = global_norm_term(tf.reduce_sum(tf.square(trained_logits)))
-            if objective.logit_squeeze_per_example_scale:
+            if objective.logit_squeeze_scale == "per_example":
                 squeeze /= tf.cast(tf.shape(global_batch(trained_logits))[0], squeeze.dtype)
             terms["squeeze"] = squeeze
         total += objective.logit_squeeze * terms["squeeze"]
@@ -249,16 +211,14 @@ def compute_objective(objective: Objective, net, x, y, num_classes: int, seed,
     if objective.clean_pairing:
         from lrm_tf.objectives import pairing
         terms["clean_pairing"] = pairing.clean_logit_pairing(
-            clean_logits, squared=objective.pairing_squared,
-            mean_over_classes=objective.pairing_mean_over_classes)
+            clean_logits, **pairing.distance_options(objective.pairing_distance))
         total += objective.clean_pairing * terms["clean_pairing"]
     if objective.alp_weight:
         from lrm_tf.objectives import pairing
         terms["pairing"] = pairing.adversarial_logit_pairing(
-            clean_logits, adv_logits, squared=objective.pairing_squared,
-            mean_over_classes=objective.pairing_mean_over_classes)
+            clean_logits, adv_logits, **pairing.distance_options(objective.pairing_distance))
         total += objective.alp_weight * terms["pairing"]
-    if objective.decoupled_pairing:
+    if objective.pairing_ratio > 0:
         from lrm_tf.objectives import pairing
         h = pairing.softmax_cross_entropy_between(clean_logits, adv_logits,
                                                   direction=objective.pairing_h_direction)

@@ -18,6 +18,27 @@ from lrm_tf.objectives._math import safe_sqrt
 from lrm_tf.objectives._math import to_dtype
 
 _DIRECTIONS = ("clean_to_adv", "adv_to_clean")
+# Objective.pairing_distance -> the (squared, mean_over_classes) switches of the functions below.
+_DISTANCES = {"mean_squared": (True, True), "squared_l2": (True, False), "l2": (False, False)}
+
+
+def distance_options(distance):
+    """Keyword arguments of the pairing functions for a named distance.
+
+    Args:
+      distance: 'mean_squared' (mean_c d_c^2, the ALP code), 'squared_l2' (||d||^2) or 'l2'
+        (||d||_2); see the module docstring.
+
+    Returns:
+      dict with `squared` and `mean_over_classes`.
+
+    Raises:
+      ValueError: an unknown distance.
+    """
+    if distance not in _DISTANCES:
+        raise ValueError(f"unknown pairing distance {distance!r}; choose one of {', '.join(_DISTANCES)}")
+    squared, mean_over_classes = _DISTANCES[distance]
+    return {"squared": squared, "mean_over_classes": mean_over_classes}
 
 
 def _pair_distance(logits_a, logits_b, squared, mean_over_classes):

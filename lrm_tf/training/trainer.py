@@ -5,7 +5,6 @@ fit loop around it (schedules, checkpoints every epoch, resume, CSV and TensorBo
 from __future__ import annotations
 
 import csv
-import dataclasses
 import math
 import os
 import shutil
@@ -21,29 +20,10 @@ import tensorflow as tf
 from lrm_tf import data as data_lib
 from lrm_tf import models
 from lrm_tf.training import distribute
-from lrm_tf.objectives.compose import Objective, compute_objective
+from lrm_tf.config import Objective, Threat, TrainConfig
+from lrm_tf.objectives.compose import compute_objective, term_names
 from lrm_tf.report.rundir import RunDir, write_json_atomic
 from lrm_tf.training.schedules import make_schedule
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    batch_size: int = 128
-    train_epochs: int = 1
-    train_steps: int = 0  # >0 overrides train_epochs (Shafahi et al. count iterations)
-    lr_values: tuple = (0.1, 0.01, 0.001)
-    lr_boundaries: tuple = (100, 150)
-    lr_warmup: float = 0
-    schedule_unit: str = "epochs"
-    optimizer: str = "momentum"  # 'momentum' (SGD, the CIFAR papers) or 'adam' (Madry's MNIST code)
-    momentum: float = 0.9
-    weight_decay: float = 2e-4
-    seed: int = 0
-    checkpoint_every_steps: int = 0  # 0: only at the end of every epoch
-    train_limit: int = 0  # use only the first N training examples (0: all)
-    verbose: int = -1  # keras fit verbosity; -1: progress bar on a terminal, one line per epoch otherwise
-    jit_compile: bool = False
-    mixed_precision: str = ""  # as the model was built with; 'mixed_float16' adds loss scaling
 
 
 class RobustTrainer(keras.Model):
@@ -54,15 +34,19 @@ class RobustTrainer(keras.Model):
     """
 
     def __init__(self, net: keras.Model, objective: Objective, num_classes: int,
-                 weight_decay: float = 0.0, seed: int = 0, **kwargs):
+                 weight_decay: float = 0.0, seed: int = 0, threat: Optional[Threat] = None,
+                 **kwargs):
         super().__init__(**kwargs)
+        if objective.adversarial and threat is None:
+            raise ValueError(f"adv_train={objective.adv_train} needs the training attack's threat")
         self.net = net
         self.objective = objective
+        self.threat = threat
         self.num_classes = num_classes
         self.weight_decay = weight_decay
         self.seed = seed
         self.term_trackers = {name: keras.metrics.Mean(name=name)
-                              for name in ["loss", *objective.term_names(weight_decay > 0)]}
+                              for name in ["loss", *term_names(objective, weight_decay > 0)]}
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
     def call(self, x, training=False):
@@ -82,7 +66,7 @@ class RobustTrainer(keras.Model):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             out = compute_objective(self.objective, self.net, x, y, self.num_classes,
-                                    self._step_seed())
+                                    self._step_seed(), self.threat)
             terms = dict(out.terms)
             total = out.total
             if self.weight_decay:
@@ -238,9 +222,10 @@ def steps_plan(num_train: int, cfg: TrainConfig):
 
 
 def build_trainer(net: keras.Model, objective: Objective, num_classes: int, cfg: TrainConfig,
-                  steps_per_epoch: int) -> RobustTrainer:
+                  steps_per_epoch: int, threat: Optional[Threat] = None) -> RobustTrainer:
     """Compiles a RobustTrainer with SGD+momentum and the configured schedule (call inside strategy.scope())."""
-    trainer = RobustTrainer(net, objective, num_classes, weight_decay=cfg.weight_decay, seed=cfg.seed)
+    trainer = RobustTrainer(net, objective, num_classes, weight_decay=cfg.weight_decay, seed=cfg.seed,
+                            threat=threat)
     schedule = make_schedule(cfg.lr_values, cfg.lr_boundaries, cfg.lr_warmup, cfg.schedule_unit,
                              steps_per_epoch)
     if cfg.optimizer == "adam":
@@ -257,7 +242,8 @@ def build_trainer(net: keras.Model, objective: Objective, num_classes: int, cfg:
 
 
 def train(net_fn: Callable[[], keras.Model], objective: Objective, arrays: data_lib.Arrays,
-          run: RunDir, cfg: TrainConfig, strategy: Optional[tf.distribute.Strategy] = None,
+          run: RunDir, cfg: TrainConfig, threat: Optional[Threat] = None,
+          strategy: Optional[tf.distribute.Strategy] = None,
           log: Callable[[str], None] = print) -> keras.Model:
     """Trains (or resumes training of) the model in `run` and returns the trained `net`.
 
@@ -270,7 +256,8 @@ def train(net_fn: Callable[[], keras.Model], objective: Objective, arrays: data_
     steps_per_epoch, total_steps = steps_plan(num_train, cfg)
     with strategy.scope():
         net = net_fn()
-        trainer = build_trainer(net, objective, arrays.info.num_classes, cfg, steps_per_epoch)
+        trainer = build_trainer(net, objective, arrays.info.num_classes, cfg, steps_per_epoch,
+                                threat)
         ckpt = tf.train.Checkpoint(net=net, optimizer=trainer.optimizer)
     # Multi-worker: only the chief writes the run directory; every worker must still save (a
     # save may run collectives), so the others write checkpoints and logs to a scratch folder.

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from lrm_tf import attacks, training
-from lrm_tf.objectives.compose import Objective
+from lrm_tf.config import Objective, Threat
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -29,9 +29,9 @@ def _batch():
     return rng.rand(8, 4, 4, 1).astype("float32"), rng.randint(0, 3, 8).astype("int64")
 
 
-def _logged(objective, net, x, y):
+def _logged(objective, net, x, y, threat=None):
     cfg = training.TrainConfig(batch_size=8, lr_values=(0.0,), lr_boundaries=(), weight_decay=0.0)
-    trainer = training.build_trainer(net, objective, 3, cfg, steps_per_epoch=1)
+    trainer = training.build_trainer(net, objective, 3, cfg, steps_per_epoch=1, threat=threat)
     hist = trainer.fit(tf.data.Dataset.from_tensors((x, y)), epochs=1, verbose=0, shuffle=False)
     return {k: v[-1] for k, v in hist.history.items()}
 
@@ -81,8 +81,6 @@ def test_logged_adversarial_terms_equal_hand_computation():
     # A deterministic attack (iterative, no random start) so the test can rebuild x_adv.
     obj = Objective(
         adv_train="iter3_xent",
-        eps=0.1,
-        eps_step=0.05,
         adv_alpha=0.5,
         alp_weight=0.5,
         pairing_beta=1e-3,
@@ -90,10 +88,9 @@ def test_logged_adversarial_terms_equal_hand_computation():
         logit_squeeze=0.2,
         logit_squeeze_form="example",
     )
-    logs = _logged(obj, net, x, y)
-    attack = attacks.build_attack(
-        "iter3_xent", lambda v: net(v, training=False), eps=0.1, eps_step=0.05
-    )
+    threat = Threat(eps=0.1, eps_step=0.05)
+    logs = _logged(obj, net, x, y, threat)
+    attack = attacks.build_attack("iter3_xent", lambda v: net(v, training=False), threat)
     x_adv = attack(x, y, tf.constant([0, 0], tf.int64))
     zc, za = net(x).numpy().astype("float64"), net(x_adv).numpy().astype("float64")
     onehot = np.eye(3)[y]
