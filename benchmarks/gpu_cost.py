@@ -134,23 +134,17 @@ def flag_definitions():
 
 
 def read_flagfile(path: str, definitions) -> Flagfile:
-    """`--name=value`, `--name` and `--noname` lines, comments ignored, values parsed by
-    the flag's own absl parser, on top of every flag's default."""
+    """A flagfile's flags (base recipes included, through lrm_tf.cli.flagfile, the project's one
+    reader) parsed by each flag's own absl parser, on top of every flag's default; a
+    `--noname` line sets the boolean `name` to false."""
+    from lrm_tf.cli import flagfile
     values = {name: definitions[name].default for name in definitions}
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            if not line.startswith("--"):
-                raise ValueError(f"{path}:{number}: not a flag: {line}")
-            name, has_value, text = line[2:].partition("=")
-            if not has_value:  # a boolean flag: --name or --noname
-                negated = name not in definitions and name.startswith("no")
-                name, text = (name[2:], "false") if negated else (name, "true")
-            if name not in definitions:
-                raise ValueError(f"{path}:{number}: unknown flag --{name}")
-            values[name] = definitions[name].parser.parse(text)
+    for name, text in flagfile.read_flagfile(path).items():
+        if name not in definitions and name.startswith("no") and text == "true":
+            name, text = name[2:], "false"
+        if name not in definitions:
+            raise ValueError(f"{path}: unknown flag --{name}")
+        values[name] = definitions[name].parser.parse(text)
     return Flagfile(os.path.basename(path)[:-len(".cfg")], values)
 
 

@@ -37,9 +37,9 @@ DEFAULT_STEMS = [
 
 
 def is_adversarial(flagfile: str) -> bool:
-    with open(flagfile) as f:
-        return any(line.startswith("--adv_train=") and line.strip() != "--adv_train="
-                   for line in f)
+    """Whether the flagfile (base recipes included) trains on adversarial examples."""
+    from lrm_tf.cli.flagfile import read_flagfile
+    return bool(read_flagfile(flagfile).get("adv_train"))
 
 
 def main():

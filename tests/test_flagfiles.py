@@ -34,6 +34,8 @@ import subprocess
 import sys
 import time
 
+from lrm_tf.cli.flagfile import expand_flagfiles, read_flagfile
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 FLAGS_DIR = os.path.join(REPO, "flags")
@@ -45,23 +47,12 @@ MODEL_OVERRIDES = {"wide_resnet": ["--depth=8", "--width=1"], "resnet_simple": [
 
 
 def flagfiles():
+    """The table rows and starting points: flags/*.cfg (the recipes in flags/base/ are not rows)."""
     return sorted(os.path.join(FLAGS_DIR, f) for f in os.listdir(FLAGS_DIR) if f.endswith(".cfg"))
 
 
 def stem(path):
     return os.path.splitext(os.path.basename(path))[0]
-
-
-def read_flags(path):
-    """{flag name: value} of the --name=value lines of a flagfile (the last one wins)."""
-    out = {}
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            m = re.match(r"^--([A-Za-z0-9_]+)(?:=(.*))?$", line)
-            if m:
-                out[m.group(1)] = m.group(2) if m.group(2) is not None else "true"
-    return out
 
 
 NUMERIC = re.compile(r"^-?[0-9.e+-]*$")
@@ -71,19 +62,19 @@ PER_RUN = ("model_dir", "load_from", "transfer_targets", "eval_attacks", "seed")
 def structure(path):
     """What a flagfile exercises apart from its numbers: flag names and non-numeric values."""
     return tuple(sorted((k, "#" if NUMERIC.match(v) else v)
-                        for k, v in read_flags(path).items() if k not in PER_RUN))
+                        for k, v in read_flagfile(path).items() if k not in PER_RUN))
 
 
 def uses(path):
     """Stems of the runs a flagfile loads (--load_from, --transfer_targets: runs/<stem>)."""
-    flags = read_flags(path)
+    flags = read_flagfile(path)
     paths = [p for key in ("load_from", "transfer_targets") for p in flags.get(key, "").split(",") if p]
     return [os.path.basename(os.path.normpath(p)) for p in paths]
 
 
 def run_uses(path):
     """Stems of the runs a flagfile's end-to-end run here loads (transfer: the first source)."""
-    flags = read_flags(path)
+    flags = read_flagfile(path)
     sources = [p for p in flags.get("load_from", "").split(",") if p]
     if flags.get("mode") == "transfer":
         sources = sources[:1] + [p for p in flags.get("transfer_targets", "").split(",") if p]
@@ -136,7 +127,7 @@ def _child(out_root, paths):
     for path in order:
         keras.backend.clear_session()
         gc.collect()
-        flags = read_flags(path)
+        flags = read_flagfile(path)
         name = stem(path)
         own = ["lrm_tf", f"--flagfile={path}", f"--model_dir={os.path.join(out_root, name)}"]
         for key in ("load_from", "transfer_targets"):
@@ -153,7 +144,7 @@ def _child(out_root, paths):
         def validate():
             lrm_main.FLAGS.unparse_flags()
             try:
-                lrm_main.FLAGS(own)
+                lrm_main.FLAGS(expand_flagfiles(own))  # base recipes: nested --flagfile
                 lrm_main.validate()
             except lrm_main.UsageError as e:
                 print(f"error: {e}", file=sys.stderr)
@@ -172,7 +163,7 @@ def _child(out_root, paths):
         if name not in needed and flags.get("mode", "train") == "train":
             extra += ["--export=false"]  # nothing loads this run: skip the SavedModel write
         if name in selected:
-            rc, err = capture(lambda: lrm_main.run_argv(own + FAST_OVERRIDES + extra))
+            rc, err = capture(lambda: lrm_main.run_argv(expand_flagfiles(own) + FAST_OVERRIDES + extra))
         else:
             rc, err = "skipped", ""
         print(json.dumps({"stem": name, "validate": valid, "validate_error": valid_err, "rc": rc,
@@ -217,7 +208,7 @@ if __name__ != "__main__":
         from lrm_tf.report.published import PUBLISHED, UNPUBLISHED
         with open(path) as f:
             text = f.read()
-        flags = read_flags(path)
+        flags = read_flagfile(path)
         name = stem(path)
         assert text.startswith("#"), f"{name}: start with a comment naming paper, table and row"
         assert "local_data" not in flags and "data_dir" not in flags, f"{name}: users add data paths"
@@ -277,6 +268,87 @@ if __name__ != "__main__":
                 if attack in ("fgsm", "pgd"):  # quoted from Madry et al. without their loss
                     continue
                 parse_attack(attack)
+
+
+    # ------------------------------------------------------------------------- the reader
+    with open(os.path.join(HERE, "data", "resolved_flags_before_redesign.json")) as f:
+        BEFORE = json.load(f)
+
+    def same_value(text, before):
+        """`text` (as a flagfile writes it) parses to `before` (the recorded flags.json value)."""
+        if isinstance(before, bool):
+            return text.lower() in ("true", "1") if before else text.lower() in ("false", "0")
+        if isinstance(before, list):
+            parts = [p for p in text.split(",") if p]
+            return len(parts) == len(before) and all(same_value(p, b) for p, b in zip(parts, before))
+        if before is None:
+            return text == ""
+        if isinstance(before, (int, float)):
+            try:
+                return float(text) == float(before)
+            except ValueError:
+                return False
+        try:  # list items are recorded as strings ("0.0001"); compare numbers as numbers
+            return float(text) == float(before)
+        except ValueError:
+            return text == before
+
+    @pytest.mark.parametrize("path", ALL, ids=[stem(p) for p in ALL])
+    def test_flagfile_resolves_as_before_the_redesign(path):
+        """Base recipes included: every flag the flagfile sets has its recorded value."""
+        before = BEFORE[stem(path)]
+        changed = {k: (v, before.get(k)) for k, v in read_flagfile(path).items()
+                   if k not in before or not same_value(v, before[k])}
+        assert changed == {}
+
+    def test_base_recipes_are_not_rows():
+        bases = os.path.join(FLAGS_DIR, "base")
+        if os.path.isdir(bases):
+            for name in os.listdir(bases):
+                assert name[:-len(".cfg")] not in BEFORE and os.path.join(FLAGS_DIR, name) not in ALL
+
+    def _write(path, text):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return str(path)
+
+    def test_nested_flagfile_is_relative_to_the_including_file(tmp_path, monkeypatch):
+        _write(tmp_path / "flags" / "base" / "recipe.cfg",
+               "# a recipe\n--momentum=0.9\n--lr_warmup=0\n--seed=1\n")
+        _write(tmp_path / "flags" / "base" / "deeper.cfg", "--flagfile=recipe.cfg\n--batch_size=50\n")
+        row = _write(tmp_path / "flags" / "row.cfg",
+                     "# header\n--seed=7\n--flagfile=base/deeper.cfg\n\n"
+                     "--lr_warmup=5\n// comment\n--export\n")
+        monkeypatch.chdir("/")  # nothing is resolved against the working directory
+        assert read_flagfile(row) == {"seed": "1", "momentum": "0.9", "lr_warmup": "5", "batch_size": "50",
+                                      "export": "true"}  # included in place: the last value wins
+        assert expand_flagfiles(["prog", "--mode=eval", f"--flagfile={row}", "--seed=3"]) == [
+            "prog", "--mode=eval", "--seed=7", "--momentum=0.9", "--lr_warmup=0", "--seed=1",
+            "--batch_size=50", "--lr_warmup=5", "--export", "--seed=3"]
+
+    def test_expand_flagfiles_command_line_forms(tmp_path, monkeypatch):
+        _write(tmp_path / "a.cfg", "--seed=2\n")
+        monkeypatch.chdir(tmp_path)  # a command-line path is relative to the working directory
+        argv = ["prog", "--flagfile", "a.cfg", "-flagfile=a.cfg", "--", "--flagfile=x"]
+        assert expand_flagfiles(argv) == ["prog", "--seed=2", "--seed=2", "--", "--flagfile=x"]
+        assert expand_flagfiles(["prog", "--lr_boundaries="]) == ["prog", "--lr_boundaries="]
+        assert read_flagfile("a.cfg") == {"seed": "2"}
+
+    def test_missing_or_circular_flagfile_is_a_value_error(tmp_path):
+        with pytest.raises(ValueError, match="--flagfile"):
+            read_flagfile(str(tmp_path / "nope.cfg"))
+        with pytest.raises(ValueError, match="--flagfile"):
+            expand_flagfiles(["prog", f"--flagfile={tmp_path / 'nope.cfg'}"])
+        outer = _write(tmp_path / "outer.cfg", "--seed=1\n--flagfile=base/missing.cfg\n")
+        with pytest.raises(ValueError, match=r"--flagfile=.*missing\.cfg"):
+            read_flagfile(outer)
+        loop = _write(tmp_path / "loop.cfg", "--flagfile=loop2.cfg\n")
+        _write(tmp_path / "loop2.cfg", "--flagfile=loop.cfg\n")
+        with pytest.raises(ValueError, match="includes itself"):
+            read_flagfile(loop)
+        bad = _write(tmp_path / "bad.cfg", "seed 3\n")
+        with pytest.raises(ValueError, match="not a flag"):
+            read_flagfile(bad)
 
 
 if __name__ == "__main__":
