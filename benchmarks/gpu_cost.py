@@ -94,11 +94,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # this checkout's lrm_tf (its flags), not another installed copy
 
-# (training images, test images) of the data sets; digits is data.py's fixed 80/20 split.
-DATASET_SIZES = {"mnist": (60000, 10000), "cifar10": (50000, 10000),
-                 "cifar100": (50000, 10000), "svhn_cropped": (73257, 26032),
-                 "digits": (1437, 360)}
-SVHN_EXTRA_TRAIN = 73257 + 531131  # --svhn_extra: train + extra
 
 TRAIN_PASS_COST = 3.0  # forward + backward to activations + backward to weights, in F
 SPSA_CHUNK_SAMPLES = 32  # build_attack's default; evaluation does not override it
@@ -353,9 +348,8 @@ def needs_clean_logits(flagfile: Flagfile) -> bool:
 
 
 def training_steps(flagfile: Flagfile) -> int:
-    n_train = DATASET_SIZES[flagfile.dataset][0]
-    if flagfile.svhn_extra:
-        n_train = SVHN_EXTRA_TRAIN
+    from lrm_tf.data.registry import training_images  # split sizes: the dataset registry
+    n_train = training_images(flagfile.dataset, extra=flagfile.svhn_extra)
     if flagfile.train_limit:
         n_train = min(n_train, flagfile.train_limit)
     from lrm_tf.training import TrainConfig, steps_plan
@@ -384,8 +378,9 @@ def training_cost(flagfile: Flagfile, forward: float, attack_pass_cost: float) -
 
 def _attacked_examples(flagfile: Flagfile, attack: str) -> int:
     from lrm_tf import attacks
-    n = flagfile.eval_examples or DATASET_SIZES[flagfile.dataset][1]
-    n = min(n, DATASET_SIZES[flagfile.dataset][1])
+    from lrm_tf.data.registry import dataset_info
+    test_size = dataset_info(flagfile.dataset).test_size
+    n = min(flagfile.eval_examples or test_size, test_size)
     if attacks.parse_attack(attack).family == "spsa" and flagfile.spsa_examples:
         n = min(n, flagfile.spsa_examples)
     return n

@@ -101,3 +101,27 @@ def test_svhn_local_with_and_without_extra(tmp_path):
 def test_svhn_extra_is_for_svhn_only():
     with pytest.raises(ValueError, match="svhn_extra"):
         data.load_arrays("digits", svhn_extra=True)
+
+
+def test_registry_split_sizes():
+    """Split sizes live in the registry only; the embedded set's split follows them."""
+    from lrm_tf.data import registry
+    sizes = {name: (i.train_size, i.test_size, i.extra_size) for name, i in registry.DATASETS.items()}
+    assert sizes == {"mnist": (60000, 10000, 0), "cifar10": (50000, 10000, 0),
+                     "cifar100": (50000, 10000, 0), "svhn_cropped": (73257, 26032, 531131),
+                     "digits": (1437, 360, 0)}
+    assert registry.training_images("svhn_cropped", extra=True) == 604388
+    assert registry.training_images("cifar10") == 50000
+    with pytest.raises(ValueError, match="no extra"):
+        registry.training_images("mnist", extra=True)
+    a = data.load_arrays("digits")
+    info = data.dataset_info("digits")
+    assert (len(a.y_train), len(a.y_test)) == (info.train_size, info.test_size)
+
+
+def test_registry_is_tensorflow_free():
+    import subprocess
+    import sys
+    code = "import sys, lrm_tf.data.registry; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert out.strip() == "False"

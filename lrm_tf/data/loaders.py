@@ -12,7 +12,6 @@ import gzip
 import os
 import pickle
 import struct
-from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -117,11 +116,11 @@ def _load_digits():
     # The set is ordered by writer; a fixed permutation gives a class-balanced 80/20 split.
     order = np.random.RandomState(0).permutation(len(y))
     x, y = x[order], y[order]
-    n_train = 1437
+    n_train = DATASETS["digits"].train_size
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
 
 
-def _load_tfds(name: str, data_dir: Optional[str], download: bool, train_split: str = "train"):
+def _load_tfds(name: str, data_dir: str | None, download: bool, train_split: str = "train"):
     import tensorflow_datasets as tfds
     builder = tfds.builder(name, data_dir=data_dir)
     if not builder.is_prepared():
@@ -163,13 +162,13 @@ _LOCAL_READERS = {
 }
 
 
-def load_arrays(name: str, data_dir: Optional[str] = None, local_data: Optional[str] = None,
+def load_arrays(name: str, data_dir: str | None = None, local_data: str | None = None,
                 download: bool = True, svhn_extra: bool = False) -> Arrays:
     """Loads a data set into memory.
 
     Order of preference: the embedded set; `local_data` (upstream file layout); TFDS from
     `data_dir` (downloading when `download` and the network allow). `svhn_extra` adds SVHN's
-    531,131 `extra` images to its training set (LRM trains on train + extra).
+    `extra` images (DatasetInfo.extra_size) to its training set (LRM trains on train + extra).
     """
     info = dataset_info(name)
     if svhn_extra and name != "svhn_cropped":
@@ -232,7 +231,7 @@ def _augment(info: DatasetInfo, seed: int):
 
 
 def train_dataset(arrays: Arrays, batch_size: int, seed: int = 0, epoch: int = 0,
-                  augment: bool = True, limit: Optional[int] = None) -> tf.data.Dataset:
+                  augment: bool = True, limit: int | None = None) -> tf.data.Dataset:
     """One epoch of shuffled, augmented, batched training data (drop_remainder for fixed shapes).
 
     Shuffling and augmentation are seeded by (seed, epoch), so a resumed run sees the same
@@ -255,7 +254,7 @@ def train_dataset(arrays: Arrays, batch_size: int, seed: int = 0, epoch: int = 0
     return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def eval_dataset(arrays: Arrays, batch_size: int, limit: Optional[int] = None) -> tf.data.Dataset:
+def eval_dataset(arrays: Arrays, batch_size: int, limit: int | None = None) -> tf.data.Dataset:
     x, y = arrays.x_test, arrays.y_test
     if limit:
         x, y = x[:limit], y[:limit]
