@@ -1,4 +1,4 @@
-"""PGD cost against its floor (SPEC 6): R_pgd(k) = time(PGD-k) / (k x one forward+backward).
+"""PGD cost against its floor: R_pgd(k) = time(PGD-k) / (k x one forward+backward).
 
 Measured in one run, on one machine, with medians over repeated rounds; every round runs
 every configuration once, in the same order, so load changes (other processes on a shared
@@ -10,7 +10,7 @@ What is timed (all on the same random batch, model in inference mode, as the att
                 the faster of the two at that batch size: the fastest lrm_tf can run a step.
   pgd-k         lrm_tf.attacks.build_attack('pgd<k>_xent') in a tf.function, as evaluation
                 runs it: a tf.while_loop over the steps. 'xla=off': plain TF graph; 'xla=on':
-                jit_compile_step=True, i.e. the loop body (forward, backward, projection) is an
+                Threat(attack_xla_step=True), i.e. the loop body (forward, backward, projection) is an
                 XLA-compiled function called from the (uncompiled) while loop.
   trace         seconds of `get_concrete_function` (Python tracing + graph construction) and
                 first call minus the steady-state median (graph optimisation, XLA compilation).
@@ -70,7 +70,7 @@ def _rss_mib():
 
 def _tf_setup(model_name, batch, seed=0):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import lrm_tf  # noqa: F401  (before TensorFlow: it picks the CPU kernels users get)
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # before TensorFlow: the CPU kernels lrm_tf.main uses
     import tensorflow as tf
     from lrm_tf import models
     tf.get_logger().setLevel("ERROR")
@@ -100,9 +100,11 @@ class _Batch:
     def pgd(self, k, xla):
         """(traced call, trace seconds): the attack as lrm_tf.eval.evaluation runs it."""
         from lrm_tf import attacks
+        from lrm_tf.config import Threat
         tf = self.tf
         attack = attacks.build_attack(f"pgd{k}_xent", lambda z: self.net(z, training=False),
-                                      eps=EPS, eps_step=EPS_STEP, jit_compile_step=bool(xla))
+                                      Threat(eps=EPS, eps_step=EPS_STEP,
+                                             attack_xla_step=bool(xla)))
         fn = tf.function(attack)
         t0 = time.perf_counter()
         concrete = fn.get_concrete_function(self.x, self.y, self.seed)

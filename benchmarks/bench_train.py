@@ -82,7 +82,7 @@ def main():
                    "train step; for adversarial objectives this compiles PGD's while loop too)")
     args = p.parse_args()
 
-    import lrm_tf  # noqa: F401  (before TensorFlow: it picks the CPU kernels users get)
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # before TensorFlow: the CPU kernels lrm_tf.main uses
     import keras
     import tensorflow as tf
     from lrm_tf import attacks, data, models, training

@@ -7,12 +7,14 @@ under CI (CI=true) it is a failure, so nothing is silently skipped there.
 
 import os
 
-import lrm_tf  # noqa: F401  (first: it chooses TensorFlow's CPU kernels before TF is imported)
-import pytest
-
-from run_utils import shared_data
-
+# Before anything imports TensorFlow: the CPU kernels and log level the command line uses
+# (lrm_tf.main sets the same; importing lrm_tf itself changes nothing).
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+from run_utils import shared_data  # noqa: E402
 
 
 @pytest.fixture(scope="session")

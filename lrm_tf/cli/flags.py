@@ -1,0 +1,110 @@
+"""The command-line flags: a few of their own (what to do, where), the rest generated from the
+fields of `lrm_tf.config`, so that each setting is declared once.
+
+A field becomes the flag of the same name, with its default and help; tuple fields take
+comma-separated values. `build(cls)` turns the parsed flags back into a config object, and a
+bad value becomes a `UsageError` naming the flag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from absl import flags
+
+from lrm_tf import config
+
+FLAGS = flags.FLAGS
+
+
+class UsageError(Exception):
+    """A bad flag value: reported as one line, exit status 2."""
+
+
+MODES = ("train", "eval", "transfer", "analyze", "audit", "compare", "export")
+
+# ----------------------------------------------------------------------------- the entry point's own
+flags.DEFINE_enum("mode", "train", MODES,
+                  "train (then evaluate and export), eval, transfer (black-box matrix), analyze "
+                  "(the papers' figures), audit (gradient-masking checks), compare (ours vs "
+                  "published), or export")
+flags.DEFINE_string("model_dir", "runs/default", "the run directory")
+flags.DEFINE_string("load_from", "", "run directory or SavedModel to evaluate or analyze (default: "
+                    "--model_dir); for --mode=transfer a comma-separated list of source models")
+flags.DEFINE_list("transfer_targets", [], "transfer: models that classify each source's examples "
+                  "(default: the sources)")
+flags.DEFINE_list("compare_runs", [], "--mode=compare: run directories to set beside the papers' "
+                  "numbers")
+flags.DEFINE_bool("export", True, "after training, write saved_model/ and model.keras (off: dry runs)")
+flags.DEFINE_bool("overwrite", False, "replace a finished run in --model_dir instead of refusing")
+flags.DEFINE_bool("deterministic", False, "seed everything and turn on TensorFlow op determinism")
+
+
+def _default_text(value) -> list | str | None:
+    if isinstance(value, tuple):
+        return [format(v, "g") if isinstance(v, float) else str(v) for v in value]
+    return value
+
+
+def _define(field: dataclasses.Field) -> None:
+    meta = field.metadata
+    default = None if field.default is dataclasses.MISSING else field.default
+    kind, help_text, choices = meta["kind"], meta["help"], meta["choices"]
+    if kind.endswith("s") and kind != "bool" or isinstance(default, tuple):
+        flags.DEFINE_list(field.name, _default_text(default), help_text)
+    elif choices and kind == "str":
+        flags.DEFINE_enum(field.name, default, list(choices), help_text)
+    elif kind == "bool":
+        flags.DEFINE_bool(field.name, default, help_text)
+    elif kind == "int":
+        flags.DEFINE_integer(field.name, default, help_text)
+    elif kind == "float":
+        flags.DEFINE_float(field.name, default, help_text)
+    else:
+        flags.DEFINE_string(field.name, default, help_text)
+
+
+def config_flags(cls) -> list[dataclasses.Field]:
+    """The fields of a config class that are command-line flags."""
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("flag", False)]
+
+
+for _cls in config.FLAG_CONFIGS:
+    for _field in config_flags(_cls):
+        _define(_field)
+
+
+def _convert(field: dataclasses.Field, value):
+    kind = field.metadata["kind"]
+    if kind not in ("floats", "ints"):
+        return tuple(value) if isinstance(value, list) else value
+    try:
+        numbers = tuple(float(v) for v in value)
+    except ValueError:
+        raise UsageError(f"--{field.name}: expected comma-separated numbers, got "
+                         f"{','.join(value)}") from None
+    if kind == "ints":
+        if any(n != int(n) for n in numbers):
+            raise UsageError(f"--{field.name}={','.join(value)}: expected whole numbers")
+        numbers = tuple(int(n) for n in numbers)
+    return numbers
+
+
+def build(cls, **overrides):
+    """The config object `cls` from the parsed flags (and `overrides`, e.g. resolved defaults).
+
+    Raises:
+      UsageError: a value its field rejects, as one line naming the flag.
+    """
+    values = {f.name: _convert(f, FLAGS[f.name].value) for f in config_flags(cls)}
+    values.update(overrides)
+    try:
+        return cls(**values)
+    except config.ConfigError as e:
+        raise UsageError(e.render("--")) from None
+
+
+def resolved() -> dict:
+    """{flag: value} of every lrm_tf flag as parsed (what flags.json records)."""
+    own = {f.name for f in FLAGS.get_flags_for_module(__name__)}
+    return {name: FLAGS[name].value for name in sorted(own)}

@@ -1,0 +1,185 @@
+"""What each `--mode` does, given the settings built from the flags (`Settings`) and the run
+directory. `MODES` is the table the entry point dispatches on; a new mode is one function here
+and one entry in that table (plus its name in `lrm_tf.cli.flags.MODES`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+from lrm_tf.cli.checks import load_paths
+from lrm_tf.cli.flags import FLAGS, UsageError
+from lrm_tf.cli.settings import Settings
+
+
+def _test_images(s: Settings, arrays):
+    from lrm_tf import data
+    n = s.eval.eval_examples or len(arrays.y_test)
+    return data.to_float(arrays.x_test[:n]).numpy(), arrays.y_test[:n]
+
+
+def _output_dir(run):
+    """Where eval/analyze/audit write: --model_dir when given with --load_from, else the loaded run."""
+    from lrm_tf.report.rundir import RunDir, is_run_dir
+    source = FLAGS.load_from or run.path
+    if (FLAGS.load_from and FLAGS["model_dir"].present) or not is_run_dir(source):
+        return source, run
+    return source, RunDir(source)
+
+
+def _evaluate(s: Settings, model, arrays, run, title):
+    from lrm_tf.eval import evaluation
+    images, labels = _test_images(s, arrays)
+    results = evaluation.evaluate_attacks(model, images, labels, s.eval.eval_attacks, s.threat,
+                                          s.eval.eval_batch_size, s.train.seed,
+                                          strategy=s.strategy(), spsa=s.spsa)
+    evaluation.write_results(run, results, title)
+    print()
+    evaluation.print_table(results)
+    print(f"\nresults: {run.results_md}")
+    if s.curves.curves:
+        from lrm_tf.eval import curves
+        curves.run_curves(model, images, labels, run.path, s.curves, s.threat,
+                          batch_size=s.eval.eval_batch_size, seed=s.train.seed,
+                          strategy=s.strategy())
+        print(f"curves: {', '.join(f'curve_{c}.png' for c in s.curves.curves)} in {run.path}")
+    return results
+
+
+def _build_net(s: Settings, info, *, seed=None, synchronized_bn=False):
+    from lrm_tf import models
+    from lrm_tf.cli.checks import model_args
+    return models.build_model(s.model.model, info.image_shape, info.num_classes, seed=seed,
+                              synchronized_bn=synchronized_bn,
+                              mixed_precision=s.train.mixed_precision, **model_args())
+
+
+def run_train(s: Settings, run):
+    from lrm_tf import export, training
+    from lrm_tf.cli.checks import check_replicas
+    from lrm_tf.report.rundir import RunDir, write_json_atomic
+    from lrm_tf.cli import flags as cli_flags
+    if run.is_finished():
+        if not FLAGS.overwrite:
+            raise UsageError(f"--model_dir={run.path} holds a finished run: pass --overwrite to "
+                             "replace it or choose another --model_dir")
+        shutil.rmtree(run.path)
+    arrays = s.load_data()  # before the run directory exists: a missing data set leaves nothing behind
+    try:
+        run.check_writable()
+    except OSError as e:
+        raise UsageError(f"--model_dir={run.path}: cannot write there ({e.strerror})") from None
+    write_json_atomic(run.flags_json, cli_flags.resolved())
+    run.set_state("training")
+    info = arrays.info
+    strategy = s.strategy()
+    replicas = strategy.num_replicas_in_sync
+    check_replicas(s.train.batch_size, replicas)
+    t0 = time.time()
+    net = training.train(
+        lambda: _build_net(s, info, seed=s.train.seed, synchronized_bn=replicas > 1),
+        # train() itself keeps the chief's checkpoints in --model_dir and a worker's elsewhere.
+        s.objective, arrays, RunDir(FLAGS.model_dir), s.train, s.train_threat, strategy=strategy)
+    train_seconds = time.time() - t0
+    if FLAGS.export:
+        export.export_saved_model(net, run.saved_model)
+        export.save_keras(net, run.keras_file)
+    results = _evaluate(s, net, arrays, run, f"{s.model.model} on {s.data.dataset} ({run.path})")
+    run.set_state("finished", train_seconds=round(train_seconds, 1))
+    return results
+
+
+def run_eval(s: Settings, run):
+    from lrm_tf import export
+    source, out = _output_dir(run)
+    model = export.load_classifier(source)
+    arrays = s.load_data()
+    out.create()
+    return _evaluate(s, model, arrays, out, f"evaluation of {source}")
+
+
+def run_transfer(s: Settings, run):
+    from lrm_tf import export
+    from lrm_tf.eval import transfer
+    loaded = {}  # one object per path, so source == target is recognised as white-box
+
+    def models(paths):
+        names = [os.path.basename(os.path.normpath(p)) for p in paths]
+        names = names if len(set(names)) == len(names) else paths
+        for p in paths:
+            if p not in loaded:
+                loaded[p] = export.load_classifier(p)
+        return {name: loaded[p] for name, p in zip(names, paths)}
+
+    sources = load_paths()
+    images, labels = _test_images(s, s.load_data())
+    attack_names = [a for a in s.eval.eval_attacks if a != "clean"]
+    if not attack_names:
+        raise UsageError("--mode=transfer needs an attack in --eval_attacks (e.g. pgd7_xent)")
+    run.create()
+    for attack in attack_names:
+        matrix = transfer.transfer_matrix(models(sources), models(FLAGS.transfer_targets or sources),
+                                          images, labels, attack, s.threat,
+                                          s.eval.eval_batch_size, s.train.seed, s.strategy(),
+                                          spsa=s.spsa)
+        transfer.write_transfer(run.path, matrix,
+                                "transfer" if len(attack_names) == 1 else f"transfer_{attack}")
+        print(transfer.transfer_markdown(matrix))
+
+
+def run_analyze(s: Settings, run):
+    from lrm_tf import export
+    from lrm_tf.eval import analysis
+    source, out = _output_dir(run)
+    images, labels = _test_images(s, s.load_data())
+    out.create()
+    analysis.run_analyses(export.load_classifier(source), images, labels, out.path, s.threat,
+                          s.train.seed, s.analysis, batch_size=s.eval.eval_batch_size,
+                          strategy=s.strategy())
+    print(f"analyses written to {out.path}: " +
+          ", ".join(f"analysis_{a}.png" for a in s.analysis.analyses))
+
+
+def run_audit(s: Settings, run):
+    from lrm_tf import export
+    from lrm_tf.eval import audit
+    source, out = _output_dir(run)
+    model = export.load_classifier(source)
+    images, labels = _test_images(s, s.load_data())
+    out.create()
+    result = audit.masking_audit(model, images, labels, s.threat, s.audit, s.eval.eval_batch_size,
+                                 s.train.seed, s.strategy(), spsa=s.spsa)
+    _, md = audit.write_audit(out.path, result, f"Gradient-masking audit of {source}")
+    print(f"audit written to {md}")
+
+
+def run_compare(s: Settings, run):
+    from lrm_tf.report import compare
+    try:
+        rows = compare.compare_runs(FLAGS.compare_runs)
+    except compare.CompareError as e:
+        raise UsageError(f"--compare_runs: {e}") from None
+    run.create()
+    compare.write_comparison(run.path, rows)
+    print(compare.compare_markdown(rows))
+    print(f"comparison written to {run.path}")
+
+
+def run_export(s: Settings, run):
+    import tensorflow as tf
+
+    from lrm_tf import export
+    from lrm_tf.data import dataset_info
+    if not run.has_checkpoint():
+        raise UsageError(f"--model_dir={run.path}: no checkpoint to export")
+    net = _build_net(s, dataset_info(s.data.dataset))
+    ckpt = tf.train.Checkpoint(net=net)
+    ckpt.restore(tf.train.latest_checkpoint(run.checkpoints)).expect_partial()
+    export.export_saved_model(net, run.saved_model)
+    export.save_keras(net, run.keras_file)
+    print(f"exported {run.saved_model} and {run.keras_file}")
+
+
+MODES = {"train": run_train, "eval": run_eval, "transfer": run_transfer, "analyze": run_analyze,
+         "audit": run_audit, "compare": run_compare, "export": run_export}
