@@ -167,8 +167,22 @@ def load_arrays(name: str, data_dir: str | None = None, local_data: str | None =
     """Loads a data set into memory.
 
     Order of preference: the embedded set; `local_data` (upstream file layout); TFDS from
-    `data_dir` (downloading when `download` and the network allow). `svhn_extra` adds SVHN's
-    `extra` images (DatasetInfo.extra_size) to its training set (LRM trains on train + extra).
+    `data_dir` (downloading when `download` and the network allow).
+
+    Args:
+        name: a dataset of the registry (lrm_tf.data.registry.DATASETS).
+        data_dir: a TFDS data directory, or None for TFDS's default.
+        local_data: a folder in the upstream layout (DatasetInfo.local_layout), or None.
+        download: let TFDS download a missing set when the network allows.
+        svhn_extra: add SVHN's `extra` images (DatasetInfo.extra_size) to its training set
+            (LRM trains on train + extra).
+
+    Returns:
+        Arrays: uint8 images (N, H, W, C) in [0, 255] and int64 labels, train and test.
+
+    Raises:
+        ValueError: unknown dataset, or `svhn_extra` for another dataset.
+        DataError: the data cannot be found or read (the message names the flag to set).
     """
     info = dataset_info(name)
     if svhn_extra and name != "svhn_cropped":
@@ -192,7 +206,20 @@ def load_arrays(name: str, data_dir: str | None = None, local_data: str | None =
 
 
 def synthetic_arrays(name: str, n_train: int = 256, n_test: int = 128, seed: int = 0) -> Arrays:
-    """Random images and labels of the right shape, for tests and dry runs of any data set."""
+    """Random images and labels of the right shape, for tests and dry runs of any data set.
+
+    Args:
+        name: a dataset of the registry (its image shape and classes are used).
+        n_train: training images to make.
+        n_test: test images to make.
+        seed: seed of the numpy generator.
+
+    Returns:
+        Arrays with uint8 images uniform in [0, 255] and int64 labels uniform over the classes.
+
+    Raises:
+        ValueError: unknown dataset.
+    """
     info = dataset_info(name)
     rng = np.random.RandomState(seed)
     def make(n):
@@ -212,7 +239,14 @@ def _check_shapes(a: Arrays):
 # ---------------------------------------------------------------------------- pipelines
 
 def to_float(images):
-    """uint8 [0, 255] -> float32 [0, 1], the range every model and attack works in."""
+    """uint8 [0, 255] -> float32 [0, 1], the range every model and attack works in.
+
+    Args:
+        images: a uint8 tensor of any shape.
+
+    Returns:
+        A float32 tensor of the same shape, values in [0, 1].
+    """
     return tf.cast(images, tf.float32) / 255.0
 
 
@@ -235,7 +269,19 @@ def train_dataset(arrays: Arrays, batch_size: int, seed: int = 0, epoch: int = 0
     """One epoch of shuffled, augmented, batched training data (drop_remainder for fixed shapes).
 
     Shuffling and augmentation are seeded by (seed, epoch), so a resumed run sees the same
-    epochs as an uninterrupted one.
+    epochs as an uninterrupted one. Augmentation is the registry's: a random crop after
+    `crop_padding` pixels of zero padding and random horizontal flips where `flip`.
+
+    Args:
+        arrays: the data set in memory.
+        batch_size: images per batch (a last partial batch is dropped).
+        seed: the run's seed.
+        epoch: the epoch number (0-based); with `seed` it fixes the order and augmentation.
+        augment: apply the dataset's augmentation.
+        limit: use only the first `limit` training images (0 or None: all).
+
+    Returns:
+        A tf.data.Dataset of (images float32 (B, H, W, C) in [0, 1], labels int64 (B,)).
     """
     x, y = arrays.x_train, arrays.y_train
     if limit:
@@ -255,6 +301,16 @@ def train_dataset(arrays: Arrays, batch_size: int, seed: int = 0, epoch: int = 0
 
 
 def eval_dataset(arrays: Arrays, batch_size: int, limit: int | None = None) -> tf.data.Dataset:
+    """The test split in order, unaugmented and batched (the last batch may be smaller).
+
+    Args:
+        arrays: the data set in memory.
+        batch_size: images per batch.
+        limit: use only the first `limit` test images (0 or None: all).
+
+    Returns:
+        A tf.data.Dataset of (images float32 (B, H, W, C) in [0, 1], labels int64 (B,)).
+    """
     x, y = arrays.x_test, arrays.y_test
     if limit:
         x, y = x[:limit], y[:limit]

@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterable
 
 from lrm_tf.report.published import PAPERS, PUBLISHED, entry_for
-from lrm_tf.report.rundir import write_json_atomic, write_text_atomic
+from lrm_tf.report.writer import write_report
 
 DASH = "—"
 NO_RESULTS = "no results yet"
@@ -55,7 +55,16 @@ def _candidates(run_dir: str, flags: dict) -> list[str]:
 
 
 def match_run(run_dir: str, flags: dict | None = None) -> str | None:
-    """The flagfile stem whose published row `run_dir` reproduces, or None."""
+    """The flagfile stem whose published row a run directory reproduces.
+
+    Args:
+        run_dir: the run directory.
+        flags: its flags.json, if read ("flagfile" and "model_dir" are tried before the
+            directory's own name).
+
+    Returns:
+        The stem (a key of PUBLISHED), or None when no published row matches.
+    """
     for name in _candidates(run_dir, flags or {}):
         found = entry_for(name)
         if found:
@@ -90,12 +99,21 @@ def _transfer_results(run_dir: str, target: str | None) -> dict:
 
 
 def compare_runs(run_dirs: Iterable[str]) -> list[dict]:
-    """One row per (run, attack): the published columns of the matched row first (in the
-    paper's order), then any attack the run evaluated that the paper does not report.
+    """Our accuracies next to the published ones, one row per (run, attack).
 
-    Row keys: run, stem (None when no published row matches), paper, table, row, attack,
-    ours (%), published (%), delta (points, ours - published; None unless both exist),
-    examples, note.
+    The published columns of the matched row come first (in the paper's order), then any
+    attack the run evaluated that the paper does not report.
+
+    Args:
+        run_dirs: run directories (results.json and/or transfer*.json inside).
+
+    Returns:
+        Dicts with keys run, stem (None when no published row matches), paper, table, row,
+        attack, ours (%), published (%), delta (points, ours - published; None unless both
+        exist), examples, note.
+
+    Raises:
+        CompareError: a run directory is missing or holds unreadable JSON.
     """
     rows = []
     for run_dir in run_dirs:
@@ -140,7 +158,15 @@ def _num(value, signed=False) -> str:
 
 
 def compare_markdown(rows: list[dict]) -> str:
-    """A side-by-side table: run, published row, attack, ours (%), published (%), delta (points)."""
+    """A side-by-side Markdown table of `compare_runs` rows.
+
+    Args:
+        rows: the output of `compare_runs`.
+
+    Returns:
+        Markdown: run, published row, attack, ours (%), published (%), delta (points),
+        examples; then the mean |delta| and the runs without a match or without results.
+    """
     lines = ["| run | published row | attack | ours (%) | published (%) | delta (points) | examples |",
              "|---|---|---|---:|---:|---:|---:|"]
     for r in rows:
@@ -171,10 +197,15 @@ def compare_markdown(rows: list[dict]) -> str:
 
 
 def write_comparison(out_dir: str, rows: list[dict]) -> tuple[str, str]:
-    """Writes comparison.json ({"rows": rows}) and comparison.md in `out_dir`; returns their paths."""
+    """Writes comparison.json ({"rows": rows}) and comparison.md through the report writer.
+
+    Args:
+        out_dir: the directory (created if missing).
+        rows: the output of `compare_runs`.
+
+    Returns:
+        (json_path, md_path).
+    """
     os.makedirs(out_dir, exist_ok=True)
-    json_path = os.path.join(out_dir, "comparison.json")
-    md_path = os.path.join(out_dir, "comparison.md")
-    write_json_atomic(json_path, {"rows": rows})
-    write_text_atomic(md_path, "# Ours vs published\n\n" + compare_markdown(rows))
-    return json_path, md_path
+    return write_report(out_dir, "comparison", {"rows": rows},
+                        "# Ours vs published\n\n" + compare_markdown(rows))
