@@ -60,6 +60,8 @@ BAD_INPUTS = [
     (["--mode=audit", "--audit_restarts=1"], "--audit_restarts"),
     (["--mode=audit", "--audit_spsa_examples=-1"], "--audit_spsa_examples"),
     (["--mode=audit", "--audit_tolerance=1.5"], "--audit_tolerance"),
+    (["--model=resnet18", "--depth=50"], "--depth"),  # a builder takes only its own arguments
+    (["--model=mnist_cnn", "--width=2"], "--width"),
 ]
 
 
