@@ -12,8 +12,16 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
+from absl import flags as _absl_flags  # noqa: E402
+
+from lrm_tf.cli import flags as _cli_flags  # noqa: E402
+from lrm_tf.cli import modes as _cli_modes  # noqa: E402
 from lrm_tf.cli.app import main, parse_flags, run_argv, run_main, validate  # noqa: E402
 from lrm_tf.cli.flags import FLAGS, UsageError  # noqa: E402
+
+# `--help` lists the program's flags (absl shows the key flags of the main module).
+_absl_flags.adopt_module_key_flags(_cli_flags)
+_absl_flags.adopt_module_key_flags(_cli_modes)
 
 __all__ = ["FLAGS", "UsageError", "main", "parse_flags", "run_argv", "run_main", "validate"]
 

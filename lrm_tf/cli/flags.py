@@ -21,13 +21,8 @@ class UsageError(Exception):
     """A bad flag value: reported as one line, exit status 2."""
 
 
-MODES = ("train", "eval", "transfer", "analyze", "audit", "compare", "export")
-
 # ----------------------------------------------------------------------------- the entry point's own
-flags.DEFINE_enum("mode", "train", MODES,
-                  "train (then evaluate and export), eval, transfer (black-box matrix), analyze "
-                  "(the papers' figures), audit (gradient-masking checks), compare (ours vs "
-                  "published), or export")
+# (--mode is defined beside the table of modes, in lrm_tf.cli.modes)
 flags.DEFINE_string("model_dir", "runs/default", "the run directory")
 flags.DEFINE_string("load_from", "", "run directory or SavedModel to evaluate or analyze (default: "
                     "--model_dir); for --mode=transfer a comma-separated list of source models")
@@ -106,5 +101,6 @@ def build(cls, **overrides):
 
 def resolved() -> dict:
     """{flag: value} of every lrm_tf flag as parsed (what flags.json records)."""
-    own = {f.name for f in FLAGS.get_flags_for_module(__name__)}
+    own = {f.name for module in (__name__, "lrm_tf.cli.modes")
+           for f in FLAGS.get_flags_for_module(module)}
     return {name: FLAGS[name].value for name in sorted(own)}

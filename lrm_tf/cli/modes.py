@@ -1,12 +1,14 @@
 """What each `--mode` does, given the settings built from the flags (`Settings`) and the run
-directory. `MODES` is the table the entry point dispatches on; a new mode is one function here
-and one entry in that table (plus its name in `lrm_tf.cli.flags.MODES`)."""
+directory. `MODES` is the table the entry point dispatches on and `--mode` is made from: a new
+mode is one function here (its docstring's first line is its `--help` text) and one entry."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import time
+
+from absl import flags
 
 from lrm_tf.cli.checks import load_paths
 from lrm_tf.cli.flags import FLAGS, UsageError
@@ -56,6 +58,7 @@ def _build_net(s: Settings, info, *, seed=None, synchronized_bn=False):
 
 
 def run_train(s: Settings, run):
+    """train, then evaluate and export"""
     from lrm_tf import export, training
     from lrm_tf.cli.checks import check_replicas
     from lrm_tf.report.rundir import RunDir, write_json_atomic
@@ -91,6 +94,7 @@ def run_train(s: Settings, run):
 
 
 def run_eval(s: Settings, run):
+    """evaluate --load_from (or --model_dir) under --eval_attacks"""
     from lrm_tf import export
     source, out = _output_dir(run)
     model = export.load_classifier(source)
@@ -100,6 +104,7 @@ def run_eval(s: Settings, run):
 
 
 def run_transfer(s: Settings, run):
+    """black-box transfer matrix: sources --load_from, targets --transfer_targets"""
     from lrm_tf import export
     from lrm_tf.eval import transfer
     loaded = {}  # one object per path, so source == target is recognised as white-box
@@ -129,6 +134,7 @@ def run_transfer(s: Settings, run):
 
 
 def run_analyze(s: Settings, run):
+    """the papers' analyses (logit distributions, eps_L, loss landscape, activations)"""
     from lrm_tf import export
     from lrm_tf.eval import analysis
     source, out = _output_dir(run)
@@ -142,6 +148,7 @@ def run_analyze(s: Settings, run):
 
 
 def run_audit(s: Settings, run):
+    """gradient-masking checks"""
     from lrm_tf import export
     from lrm_tf.eval import audit
     source, out = _output_dir(run)
@@ -155,6 +162,7 @@ def run_audit(s: Settings, run):
 
 
 def run_compare(s: Settings, run):
+    """set --compare_runs beside the papers' published numbers"""
     from lrm_tf.report import compare
     try:
         rows = compare.compare_runs(FLAGS.compare_runs)
@@ -167,6 +175,7 @@ def run_compare(s: Settings, run):
 
 
 def run_export(s: Settings, run):
+    """re-export the last checkpoint of --model_dir"""
     import tensorflow as tf
 
     from lrm_tf import export
@@ -183,3 +192,6 @@ def run_export(s: Settings, run):
 
 MODES = {"train": run_train, "eval": run_eval, "transfer": run_transfer, "analyze": run_analyze,
          "audit": run_audit, "compare": run_compare, "export": run_export}
+
+flags.DEFINE_enum("mode", "train", list(MODES), "; ".join(
+    f"{name}: {fn.__doc__.strip().splitlines()[0]}" for name, fn in MODES.items()))
