@@ -38,8 +38,7 @@ EPS, EPS_STEP = 8 / 255, 2 / 255
 
 
 def objectives(attack):
-    from lrm_tf.objectives.compose import Objective
-    common = dict(eps=EPS, eps_step=EPS_STEP)
+    from lrm_tf.config import Objective
     cheap = {
         "regular": Objective(),
         "label_smoothing": Objective(label_smoothing=0.1),
@@ -50,13 +49,13 @@ def objectives(attack):
         "clean_pairing": Objective(clean_pairing=0.5),
     }
     adversarial = {
-        "pgd_training_mpgd": Objective(adv_train=attack, adv_alpha=0.5, **common),
-        "pgd_training_adv_only": Objective(adv_train=attack, adv_alpha=0.0, **common),
-        "alp": Objective(adv_train=attack, adv_alpha=0.5, alp_weight=0.5, **common),
+        "pgd_training_mpgd": Objective(adv_train=attack, adv_alpha=0.5),
+        "pgd_training_adv_only": Objective(adv_train=attack, adv_alpha=0.0),
+        "alp": Objective(adv_train=attack, adv_alpha=0.5, alp_weight=0.5),
         "decoupled_pairing": Objective(adv_train=attack, adv_alpha=0.0, pairing_ratio=0.125,
-                                       pairing_beta=1e-3, **common),
+                                       pairing_beta=1e-3),
         "lrm": Objective(adv_train=attack, adv_alpha=0.0, label_smoothing=0.1,
-                         mixup="vh_mixup", pairing_ratio=0.125, pairing_beta=1e-3, **common),
+                         mixup="vh_mixup", pairing_ratio=0.125, pairing_beta=1e-3),
     }
     return cheap, adversarial
 
@@ -86,7 +85,9 @@ def main():
     import keras
     import tensorflow as tf
     from lrm_tf import attacks, data, models, training
-    from lrm_tf.objectives.compose import Objective
+    from lrm_tf.config import Objective, Threat
+    from lrm_tf.objectives.terms import needs_clean_logits
+    threat = Threat(eps=EPS, eps_step=EPS_STEP)
     tf.get_logger().setLevel("ERROR")
 
     info = data.dataset_info("cifar10")
@@ -101,7 +102,8 @@ def main():
 
     def trainer_for(objective, xb=None, yb=None):
         net = models.build_model(args.model, info.image_shape, info.num_classes, seed=0)
-        tr = training.build_trainer(net, objective, info.num_classes, cfg, steps_per_epoch=100)
+        tr = training.build_trainer(net, objective, info.num_classes, cfg, steps_per_epoch=100,
+                                    threat=threat)
         if xb is not None:  # builds everything and creates tr.train_function
             tr.fit(tf.data.Dataset.from_tensors((xb, yb)), epochs=1, verbose=0, shuffle=False)
         return tr
@@ -121,7 +123,7 @@ def main():
     fns[("step2B", "regular")] = step_fn(trainer_for(Objective(), x2, y2), x2, y2)
     attack_net = models.build_model(args.model, info.image_shape, info.num_classes, seed=0)
     attack = tf.function(attacks.build_attack(
-        args.attack, lambda z: attack_net(z, training=False), eps=EPS, eps_step=EPS_STEP))
+        args.attack, lambda z: attack_net(z, training=False), threat))
     seed = tf.constant([0, 37], tf.int64)
     if adversarial:
         fns[("attack", args.attack)] = lambda: attack(x, y, seed)
@@ -182,9 +184,9 @@ def main():
         step2 = (med(("step2B", "regular"), 0), med(("step2B", "regular"), 1))
         for name, obj in adversarial.items():
             key = ("step", name)
-            step = step2 if obj.needs_clean_logits() else reg
+            step = step2 if needs_clean_logits(obj) else reg
             ideal = (atk[0] + step[0], atk[1] + step[1])
-            row(name, "adv / (attack + step" + ("2B" if obj.needs_clean_logits() else "B") + ")",
+            row(name, "adv / (attack + step" + ("2B" if needs_clean_logits(obj) else "B") + ")",
                 (med(key, 0), med(key, 1)), ideal, 1.10, len(samples[key]))
     pipe = (med(("epoch", "tf.data pipeline"), 0), med(("epoch", "tf.data pipeline"), 1))
     mem = (med(("epoch", "in-memory batches"), 0), med(("epoch", "in-memory batches"), 1))

@@ -1,7 +1,9 @@
-"""Training-objective terms of the logit-regularization defenses (SPEC sec. 1, T1-T14).
+"""Training-objective terms of the logit-regularization defenses.
 
 Pure tensor functions: no Keras model state, no Python-side randomness, so they
-run inside tf.function and a tf.distribute replica context.
+run inside tf.function and a tf.distribute replica context. `terms.TERMS` is the
+table that says which of them a training objective uses, with which weight and how
+each reduces over the global batch; `compose.compute_objective` sums it for a step.
 
 `mixup` and `logit_similarity` share their names with their modules. The package
 attributes of those names stay the modules (compose.py imports

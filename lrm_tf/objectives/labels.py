@@ -43,7 +43,7 @@ def smooth_labels_shafahi(labels_onehot, a):
 
 
 def soft_cross_entropy(soft_labels, logits):
-    """Softmax cross-entropy -sum_c y_c log softmax(z)_c per example (T1-T3) -> [batch]."""
+    """Softmax cross-entropy -sum_c y_c log softmax(z)_c per example (the data loss with hard, smoothed or mixed labels) -> [batch]."""
     logits = tf.convert_to_tensor(logits)
     soft_labels = tf.cast(soft_labels, logits.dtype)
     return -tf.reduce_sum(soft_labels * tf.nn.log_softmax(logits, axis=-1), axis=-1)

@@ -1,13 +1,12 @@
 """Logit squeezing: per-example (ALP) and batch-wise Frobenius (Shafahi) forms.
 
 Both functions return the UNWEIGHTED term; the caller multiplies by its
-coefficient (lambda for T4, beta for T5).
+coefficient (lambda of Kannan et al., beta of Shafahi et al. eq. 5).
 
 The batch-wise forms are taken over exactly the rows passed in. Under
 tf.distribute a replica sees only its local batch, and a Frobenius norm does not
-split into a sum over replicas; a caller that wants the single-device value
-all-gathers the logits first (ReplicaContext.all_gather), otherwise the term is
-a per-replica-batch squeeze.
+split into a sum over replicas; the term table (`lrm_tf.objectives.terms`, reduction
+'global') therefore calls them on the all-gathered global batch.
 """
 
 import tensorflow as tf

@@ -52,7 +52,7 @@ def _per_example(values, like):
 
 
 def mixup(x, y_soft, alpha, seed, per_example=False):
-    """Zhang et al. 2018 mixup (T12): lam*x + (1-lam)*x_perm, same for labels; lam ~ Beta(alpha, alpha).
+    """Zhang et al. 2018 mixup: lam*x + (1-lam)*x_perm, same for labels; lam ~ Beta(alpha, alpha).
 
     per_example=False (default) draws one lam for the whole batch, as Zhang et
     al.'s reference code does; True draws one per example.
@@ -85,7 +85,7 @@ def _split_points(batch_size, length, seed, per_example):
 
 
 def vh_mixup(x, y_soft, alpha, seed, per_example=True):
-    """Summers & Dinneen 2019 VH-mixup (T13, used by LRM sec. 5.2): mixup of a vertical and a horizontal concat.
+    """Summers & Dinneen 2019 VH-mixup (used by LRM sec. 5.2): mixup of a vertical and a horizontal concat.
 
     For each pair (x1, x2) = (x_i, x_perm(i)), images [batch, H, W, C]:
       vertical   = rows [0, r) of x1, rows [r, H) of x2,  x1 area r/H

@@ -6,7 +6,7 @@ from lrm_tf.objectives._math import to_dtype
 
 
 def gaussian_noise(x, sigma, seed, clip_min=0.0, clip_max=1.0, clip=True):
-    """Shafahi et al. sec. 4 (T7): x + N(0, sigma^2), stateless in `seed` ([2] ints).
+    """Shafahi et al. 2019 sec. 4: x + N(0, sigma^2), stateless in `seed` ([2] ints).
 
     sigma is in the pixel scale of x (0.3/0.5 for MNIST in [0, 1]; 20/30/40 for
     CIFAR in [0, 255]). Clipping to [clip_min, clip_max] is on by default: neither

@@ -67,7 +67,7 @@ def clean_logit_pairing(logits, squared=True, mean_over_classes=True):
 
 
 def adversarial_logit_pairing(clean_logits, adv_logits, squared=True, mean_over_classes=True):
-    """ALP paper sec. 4.2.1: (1/m) sum_i L(f(x_i), f(x~_i)) -> scalar (T10 term)."""
+    """ALP paper sec. 4.2.1: (1/m) sum_i L(f(x_i), f(x~_i)) -> scalar (Kannan et al. 2018 eq. 3 without its weight)."""
     clean_logits = tf.convert_to_tensor(clean_logits)
     adv_logits = tf.cast(adv_logits, clean_logits.dtype)
     return tf.reduce_mean(_pair_distance(clean_logits, adv_logits, squared, mean_over_classes))

@@ -1,4 +1,4 @@
-"""tf.distribute strategy by name (SPEC 5: one device, several GPUs, several hosts, TPU), and
+"""tf.distribute strategy by name (one device, several GPUs, several hosts, TPU), and
 which task of a multi-worker cluster this process is.
 
 Multi-worker runs (`--strategy=multiworker`): every worker runs the same command with its own

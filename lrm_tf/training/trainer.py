@@ -21,13 +21,14 @@ from lrm_tf import data as data_lib
 from lrm_tf import models
 from lrm_tf.training import distribute
 from lrm_tf.config import Objective, Threat, TrainConfig
-from lrm_tf.objectives.compose import compute_objective, term_names
+from lrm_tf.objectives.compose import compute_objective
+from lrm_tf.objectives.terms import term_names
 from lrm_tf.report.rundir import RunDir, write_json_atomic
 from lrm_tf.training.schedules import make_schedule
 
 
 class RobustTrainer(keras.Model):
-    """Wraps a classifier `net`; `train_step` builds the configured objective (SPEC T1-T14).
+    """Wraps a classifier `net`; `train_step` builds the configured objective (the term table of `lrm_tf.objectives.terms`).
 
     Only `net` is exported; this wrapper exists for `fit`. Every active objective term is a
     `keras.metrics.Mean` tracker, so `fit` logs epoch means of exactly what was optimised.

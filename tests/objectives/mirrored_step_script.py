@@ -1,6 +1,10 @@
-"""One training step of ALP or LRM on one device and on MirroredStrategy over two logical CPUs,
-same global batch; prints the largest absolute difference of the updated weights.
-Run as a script: logical devices must be configured before TensorFlow initialises."""
+"""One training step on one device and on MirroredStrategy over two logical CPUs, same global
+batch, for each named case; prints one line per case: its name and the largest absolute
+difference of the updated weights. Run as a script (logical devices must be configured before
+TensorFlow initialises):
+
+    python mirrored_step_script.py alp lrm clean_pairing ...
+"""
 
 import sys
 
@@ -14,12 +18,23 @@ import numpy as np  # noqa: E402
 from lrm_tf import data, models, training  # noqa: E402
 from lrm_tf.config import Objective, Threat  # noqa: E402
 
-OBJECTIVES = {
+THREAT = Threat(eps=8 / 255, eps_step=2 / 255)
+CASES = {
     # ALP (Kannan et al.): M-PGD + lambda * pairing, random-start PGD.
     "alp": Objective(adv_train="pgd3_xent", adv_alpha=0.5, alp_weight=0.5),
     # LRM: label smoothing + VH-mixup + decoupled pairing, adversarial examples only.
-    "lrm": Objective(adv_train="pgd3_xent", adv_alpha=0.0, label_smoothing=0.1, mixup="vh_mixup", pairing_beta=1e-3,
-                     pairing_ratio=0.125),
+    "lrm": Objective(adv_train="pgd3_xent", adv_alpha=0.0, label_smoothing=0.1,
+                     mixup="vh_mixup", pairing_beta=1e-3, pairing_ratio=0.125),
+    "clean": Objective(),
+    # Madry et al.: adversarial examples only.
+    "madry": Objective(adv_train="pgd3_xent", adv_alpha=0.0),
+    "squeeze_batch": Objective(logit_squeeze=0.5),
+    "squeeze_example": Objective(adv_train="pgd3_xent", logit_squeeze=0.5,
+                                 logit_squeeze_form="example"),
+    "similarity": Objective(logit_similarity=2.0),
+    # Clean logit pairing pairs i with i + m/2 of the global batch.
+    "clean_pairing": Objective(clean_pairing=0.7, label_smoothing=0.1, pairing_distance="l2"),
+    "noise_mixup": Objective(noise_sigma=0.1, mixup="mixup"),
 }
 
 
@@ -29,7 +44,7 @@ def one_step(strategy, objective, x, y):
                                  synchronized_bn=strategy.num_replicas_in_sync > 1)
         cfg = training.TrainConfig(batch_size=8, lr_values=(0.1,), lr_boundaries=(), seed=5)
         trainer = training.build_trainer(net, objective, 10, cfg, steps_per_epoch=1,
-                                         threat=Threat(eps=8 / 255, eps_step=2 / 255))
+                                         threat=THREAT)
     before = [w.numpy() for w in net.trainable_weights]
     trainer.fit(tf.data.Dataset.from_tensors((x, y)), epochs=1, verbose=0, shuffle=False)
     moved = max(float(np.abs(b - w.numpy()).max()) for b, w in zip(before, net.trainable_weights))
@@ -38,9 +53,10 @@ def one_step(strategy, objective, x, y):
 
 
 if __name__ == "__main__":
-    objective = OBJECTIVES[sys.argv[1]]
     a = data.synthetic_arrays("cifar10", 8, 1, seed=3)
     x, y = a.x_train.astype("float32") / 255.0, a.y_train
-    single = one_step(tf.distribute.get_strategy(), objective, x, y)
-    mirrored = one_step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), objective, x, y)
-    print(max(float(np.abs(p - q).max()) for p, q in zip(single, mirrored)))
+    mirrored_strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    for name in sys.argv[1:]:
+        single = one_step(tf.distribute.get_strategy(), CASES[name], x, y)
+        mirrored = one_step(mirrored_strategy, CASES[name], x, y)
+        print(name, max(float(np.abs(p - q).max()) for p, q in zip(single, mirrored)), flush=True)

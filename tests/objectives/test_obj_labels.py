@@ -1,4 +1,4 @@
-"""Label smoothing (T2, T3) and soft-label cross-entropy."""
+"""Label smoothing (Summers & Dinneen eq. 8; Shafahi et al. eq. 3) and soft-label cross-entropy."""
 
 import math
 
@@ -75,7 +75,7 @@ def test_soft_cross_entropy_hand_values():
 
 
 def test_soft_cross_entropy_matches_keras_label_smoothing():
-    # T3 is Keras' label_smoothing: the same targets must give the same loss.
+    # Shafahi et al.'s form is Keras' label_smoothing: the same targets must give the same loss.
     import keras
 
     rng = np.random.default_rng(0)

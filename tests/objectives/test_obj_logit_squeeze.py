@@ -1,4 +1,4 @@
-"""Logit squeezing (T4, T5) and logit similarity (T6)."""
+"""Logit squeezing (Kannan et al. 2018; Shafahi et al. 2019 eq. 5) and logit similarity."""
 
 import math
 

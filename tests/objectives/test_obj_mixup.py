@@ -1,4 +1,4 @@
-"""mixup (T12) and VH-mixup (T13) on hand-made images."""
+"""mixup (Zhang et al. 2018) and VH-mixup (Summers & Dinneen 2019) on hand-made images."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Gaussian noise augmentation (T7)."""
+"""Gaussian noise augmentation (Shafahi et al. 2019 sec. 4)."""
 
 import numpy as np
 import pytest

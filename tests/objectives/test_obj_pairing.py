@@ -1,4 +1,4 @@
-"""Clean / adversarial logit pairing (T8, T10) and LRM's decoupled pairing (T11)."""
+"""Clean / adversarial logit pairing (Kannan et al. 2018) and LRM's decoupled pairing (Summers & Dinneen 2019)."""
 
 import math
 
