@@ -1,4 +1,5 @@
-"""The papers' analyses (SPEC 4): closed forms on linear models, manual activations, PNGs."""
+"""The papers' analyses (LRM figs. 1-2, Shafahi et al. eq. 4 and figs. 9-11): closed forms on
+linear models, manual activations, PNGs."""
 import json
 import os
 
@@ -8,9 +9,8 @@ import pytest
 
 from lrm_tf import data, export
 from lrm_tf.eval import analysis
+from lrm_tf.config import AnalysisConfig, Threat
 from lrm_tf.eval import evaluation
-from lrm_tf.eval import transfer
-from lrm_tf.eval.evaluation import ThreatModel
 from test_curves import assert_valid_png
 
 EXAMPLES = 64
@@ -127,8 +127,8 @@ def test_penultimate_sums_equal_a_manual_computation(mlp, digits):
 
 def test_logit_distributions_match_manual_statistics(mlp, digits):
     _, _, images, labels = digits
-    threat = ThreatModel(eps=0.1, eps_step=0.02)
-    adv, _ = transfer.adversarial_examples(mlp, images, labels, "pgd10_xent", threat, seed=1)
+    threat = Threat(eps=0.1, eps_step=0.02)
+    adv, _ = evaluation.adversarial_examples(mlp, images, labels, "pgd10_xent", threat, seed=1)
     result = analysis.logit_distributions(mlp, images, labels, adv, batch_size=20,
                                           attack_name="pgd10_xent")
     z = mlp(images, training=False).numpy().astype(np.float64)
@@ -177,8 +177,9 @@ def test_loss_landscape_axes_match_a_manual_walk():
 def test_run_analyses_writes_every_json_and_png(mlp, digits, tmp_path):
     _, _, images, labels = digits
     logged = []
-    results = analysis.run_analyses(mlp, images, labels, str(tmp_path), eps=0.1, eps_step=0.02,
-                                    seed=0, landscape_points=11, log=logged.append)
+    results = analysis.run_analyses(mlp, images, labels, str(tmp_path),
+                                    Threat(eps=0.1, eps_step=0.02), seed=0, landscape_points=11,
+                                    log=logged.append)
     assert set(results) == set(analysis.ANALYSES) and len(logged) == 4
     for name in analysis.ANALYSES:
         with open(tmp_path / f"analysis_{name}.json") as f:
@@ -188,7 +189,8 @@ def test_run_analyses_writes_every_json_and_png(mlp, digits, tmp_path):
     assert results["landscape"]["radius"] == pytest.approx(0.125)
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")], "temporary files left"
     with pytest.raises(ValueError, match="unknown analysis"):
-        analysis.run_analyses(mlp, images, labels, str(tmp_path), 0.1, 0.02, which=["cka"])
+        analysis.run_analyses(mlp, images, labels, str(tmp_path), Threat(0.1, 0.02),
+                              which=["cka"])
 
 
 def test_saved_model_skips_activations_with_a_note(mlp, digits, tmp_path):
@@ -197,9 +199,9 @@ def test_saved_model_skips_activations_with_a_note(mlp, digits, tmp_path):
     export.export_saved_model(mlp, path)
     loaded = export.load_classifier(path)
     out = tmp_path / "out"
-    results = analysis.run_analyses(loaded, images[:16], labels[:16], str(out), eps=0.1,
-                                    eps_step=0.02, which=("eps_l", "activations"),
-                                    log=lambda _: None)
+    results = analysis.run_analyses(loaded, images[:16], labels[:16], str(out),
+                                    Threat(eps=0.1, eps_step=0.02),
+                                    which=("eps_l", "activations"), log=lambda _: None)
     assert "SavedModel" in results["activations"]["skipped"]
     assert not (out / "analysis_activations.png").exists()
     with open(out / "analysis_activations.json") as f:
@@ -208,3 +210,12 @@ def test_saved_model_skips_activations_with_a_note(mlp, digits, tmp_path):
     keras_terms = analysis.eq4_terms(mlp, images[:16], labels[:16])
     assert results["eps_l"]["eps_l"]["median"] == pytest.approx(
         np.median(keras_terms["eps_l"]), rel=1e-4)
+
+
+def test_run_analyses_takes_the_analysis_config(mlp, digits, tmp_path):
+    _, _, images, labels = digits
+    config = AnalysisConfig(analyses=("logits",), analysis_attack="fgsm_xent")
+    results = analysis.run_analyses(mlp, images[:16], labels[:16], str(tmp_path),
+                                    Threat(eps=0.1, eps_step=0.02), 0, config,
+                                    log=lambda _: None)
+    assert list(results) == ["logits"] and results["logits"]["attack"] == "fgsm_xent"

@@ -5,6 +5,7 @@ rises with eps and reaches ~0 at eps = 1 (Shafahi et al. table 9's unbounded che
 import pytest
 
 from lrm_tf import data, models, training
+from lrm_tf.config import Threat
 from lrm_tf.eval import curves
 from lrm_tf.eval import evaluation
 from lrm_tf.objectives.compose import Objective
@@ -23,14 +24,14 @@ def mnist_model(mnist_dir, tmp_path_factory):
 
 def test_undefended_mnist_model_falls_to_pgd(mnist_model):
     net, x, y = mnist_model
-    threat = evaluation.ThreatModel(eps=0.3, eps_step=0.01)
+    threat = Threat(eps=0.3, eps_step=0.01)
     results = evaluation.evaluate_attacks(net, x, y, ["clean", "fgsm_xent", "pgd40_xent"], threat,
                                           batch_size=100, log=lambda s: None)
     acc = {k: v["accuracy"] for k, v in results.items()}
     assert acc["clean"] >= 0.9
     assert acc["pgd40_xent"] <= 0.05
     # At eps 0.3 both reach ~0 on this briefly trained model; compare at a budget both leave room.
-    small = evaluation.ThreatModel(eps=0.1, eps_step=0.01)
+    small = Threat(eps=0.1, eps_step=0.01)
     fgsm, _ = evaluation.attack_accuracy(net, x, y, "fgsm_xent", small, 100, progress=False)
     pgd, _ = evaluation.attack_accuracy(net, x, y, "pgd40_xent", small, 100, progress=False)
     assert fgsm > pgd + 0.05, (fgsm, pgd)

@@ -11,13 +11,14 @@ import tensorflow as tf
 
 from lrm_tf import export
 from lrm_tf.eval import audit
-from lrm_tf.eval.evaluation import ThreatModel
+from lrm_tf.config import AuditConfig, SpsaOptions, Threat
 from tests.run_utils import run_main
 
 SHAPE, CLASSES, N = (8, 8, 1), 10, 60
-THREAT = ThreatModel(eps=0.2, eps_step=0.04, spsa_samples=32)
-CONFIG = audit.AuditConfig(steps_low=10, steps_high=60, restarts=3, spsa_examples=30,
-                           spsa_iterations=40, unbounded_steps=40, tolerance=0.05)
+THREAT = Threat(eps=0.2, eps_step=0.04)
+SPSA = SpsaOptions(spsa_samples=32)
+CONFIG = AuditConfig(audit_steps=(10, 60), audit_restarts=3, audit_spsa_examples=30,
+                     audit_spsa_iterations=40, audit_unbounded_steps=40, audit_tolerance=0.05)
 
 
 def _linear():
@@ -43,7 +44,7 @@ def test_hidden_gradients_are_flagged():
     model_fn = _hidden_gradient(_linear())
     images, labels = _data(model_fn)
     result = audit.masking_audit(model_fn, images, labels, THREAT, CONFIG, batch_size=32,
-                                 log=lambda _: None)
+                                 spsa=SPSA, log=lambda _: None)
     m = result["measurements"]
     assert m["clean"]["accuracy"] == 1.0
     # SPSA breaks the model that PGD cannot touch; the unbounded attack stays far above 0.
@@ -57,7 +58,7 @@ def test_linear_model_shows_no_sign():
     model = _linear()
     images, labels = _data(lambda x: model(x, training=False))
     result = audit.masking_audit(model, images, labels, THREAT, CONFIG, batch_size=32,
-                                 log=lambda _: None)
+                                 spsa=SPSA, log=lambda _: None)
     m = result["measurements"]
     assert m["pgd_low"]["accuracy"] < 0.7, "the threat must be strong enough to matter"
     assert m["pgd_unbounded"]["accuracy"] == 0.0
@@ -71,7 +72,7 @@ def test_linear_model_shows_no_sign():
 def test_audit_files(tmp_path):
     model = _linear()
     images, labels = _data(lambda x: model(x, training=False))
-    config = audit.AuditConfig(steps_low=2, steps_high=4, restarts=2, spsa_examples=0)
+    config = AuditConfig(audit_steps=(2, 4), audit_restarts=2, audit_spsa_examples=0)
     result = audit.masking_audit(model, images[:8], labels[:8], THREAT, config,
                                  log=lambda _: None)
     json_path, md_path = audit.write_audit(str(tmp_path), result)
@@ -80,12 +81,12 @@ def test_audit_files(tmp_path):
     assert "| steps |" in text and "**Verdict.**" in text
 
 
-@pytest.mark.parametrize("kwargs", [dict(steps_low=20, steps_high=20), dict(restarts=1),
-                                    dict(spsa_examples=-1), dict(attack_loss="l2"),
-                                    dict(tolerance=1.0)])
+@pytest.mark.parametrize("kwargs", [dict(audit_steps=(20, 20)), dict(audit_restarts=1),
+                                    dict(audit_spsa_examples=-1), dict(audit_loss="l2"),
+                                    dict(audit_tolerance=1.0)])
 def test_bad_config_is_rejected(kwargs):
     with pytest.raises(ValueError):
-        audit.AuditConfig(**kwargs)
+        AuditConfig(**kwargs)
 
 
 def test_audit_mode_on_a_saved_model(tmp_path):

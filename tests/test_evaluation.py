@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 from lrm_tf import data, export, models, training
+from lrm_tf.config import Threat
 from lrm_tf.eval import evaluation
 from lrm_tf.objectives.compose import Objective
 from lrm_tf.report.rundir import RunDir
@@ -24,7 +25,7 @@ def digits_model(tmp_path_factory):
 
 def test_pgd_on_saved_model_equals_in_memory(digits_model):
     net, run, x, y = digits_model
-    threat = evaluation.ThreatModel(eps=0.1, eps_step=0.02)
+    threat = Threat(eps=0.1, eps_step=0.02)
     loaded = tf.saved_model.load(run.saved_model)
     acc_mem, n = evaluation.attack_accuracy(net, x, y, "pgd10_xent", threat, batch_size=50,
                                             seed=7, progress=False)
@@ -37,7 +38,7 @@ def test_pgd_on_saved_model_equals_in_memory(digits_model):
 
 def test_results_files_are_laid_out_like_the_papers(digits_model, tmp_path):
     net, _, x, y = digits_model
-    threat = evaluation.ThreatModel(eps=0.3, eps_step=0.01, restarts=2)
+    threat = Threat(eps=0.3, eps_step=0.01, restarts=2)
     results = evaluation.evaluate_attacks(net, x, y, ["clean", "fgsm_xent", "pgd5_cw"], threat,
                                           batch_size=60, log=lambda s: None)
     run = RunDir(str(tmp_path))

@@ -1,4 +1,4 @@
-"""Black-box transfer matrices (SPEC A6): shape, white-box diagonal, tables and files."""
+"""Black-box transfer matrices (LRM tables 2 and 4): shape, white-box diagonal, tables and files."""
 import json
 import os
 import subprocess
@@ -12,9 +12,9 @@ import pytest
 from lrm_tf import data
 from lrm_tf.eval import evaluation
 from lrm_tf.eval import transfer
-from lrm_tf.eval.evaluation import ThreatModel
+from lrm_tf.config import SpsaOptions, Threat
 
-THREAT = ThreatModel(eps=0.1, eps_step=0.02)
+THREAT = Threat(eps=0.1, eps_step=0.02)
 ATTACK = "pgd10_xent"
 EXAMPLES = 96
 
@@ -69,8 +69,8 @@ def test_matrix_shape_and_white_box_diagonal(setup):
 
 def test_off_diagonal_cell_is_target_accuracy_on_source_examples(setup):
     models, images, labels = setup
-    x_adv, y = transfer.adversarial_examples(models["a"], images, labels, ATTACK, THREAT,
-                                             batch_size=40, seed=3)
+    x_adv, y = evaluation.adversarial_examples(models["a"], images, labels, ATTACK, THREAT,
+                                               batch_size=40, seed=3)
     assert x_adv.shape == images.shape and x_adv.dtype == np.float32
     assert np.abs(x_adv - images).max() <= THREAT.eps + 1e-6
     assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
@@ -84,16 +84,17 @@ def test_off_diagonal_cell_is_target_accuracy_on_source_examples(setup):
 
 def test_spsa_source_attacks_only_the_first_spsa_examples(setup):
     models, images, labels = setup
-    threat = ThreatModel(eps=0.1, eps_step=0.02, spsa_samples=8, spsa_examples=12)
-    x_adv, y = transfer.adversarial_examples(models["a"], images, labels, "spsa2", threat,
-                                             batch_size=40)
+    threat = Threat(eps=0.1, eps_step=0.02)
+    spsa = SpsaOptions(spsa_samples=8, spsa_examples=12)
+    x_adv, y = evaluation.adversarial_examples(models["a"], images, labels, "spsa2", threat,
+                                               batch_size=40, spsa=spsa)
     assert len(x_adv) == len(y) == 12
     np.testing.assert_array_equal(y, labels[:12])
     matrix = transfer.transfer_matrix({"a": models["a"]}, {"a": models["a"]}, images, labels,
-                                      "spsa2", threat, batch_size=40)
+                                      "spsa2", threat, batch_size=40, spsa=spsa)
     assert matrix["examples"] == 12
     white_box, n = evaluation.attack_accuracy(models["a"], images, labels, "spsa2", threat,
-                                              batch_size=40, progress=False)
+                                              batch_size=40, progress=False, spsa=spsa)
     assert n == 12 and matrix["accuracy"]["a"]["a"] == white_box
 
 
@@ -126,8 +127,8 @@ def test_mirrored_strategy_gives_the_single_device_examples(tmp_path):
         import json, numpy as np, tensorflow as tf, keras
         tf.config.set_logical_device_configuration(
             tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
-        from lrm_tf.eval import transfer
-        from lrm_tf.eval.evaluation import ThreatModel
+        from lrm_tf.config import Threat
+        from lrm_tf.eval.evaluation import adversarial_examples
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         keras.utils.set_random_seed(0)
         with strategy.scope():
@@ -137,10 +138,10 @@ def test_mirrored_strategy_gives_the_single_device_examples(tmp_path):
         rng = np.random.default_rng(0)
         x = rng.uniform(0, 1, (13, 8, 8, 1)).astype(np.float32)
         y = rng.integers(0, 10, 13)
-        threat = ThreatModel(eps=0.1, eps_step=0.03)
-        one, _ = transfer.adversarial_examples(model, x, y, "pgd5_xent", threat, 7, seed=2)
-        two, _ = transfer.adversarial_examples(model, x, y, "pgd5_xent", threat, 7, seed=2,
-                                               strategy=strategy)
+        threat = Threat(eps=0.1, eps_step=0.03)
+        one, _ = adversarial_examples(model, x, y, "pgd5_xent", threat, 7, seed=2)
+        two, _ = adversarial_examples(model, x, y, "pgd5_xent", threat, 7, seed=2,
+                                      strategy=strategy)
         print(json.dumps({"replicas": strategy.num_replicas_in_sync, "shape": list(two.shape),
                           "diff": float(np.abs(one - two).max()),
                           "moved": float(np.abs(one - x).max())}))

@@ -2,8 +2,6 @@
 
 * CleverHans' step and projection maths (`optimize_linear`, `clip_eta`), reproduced op for op
   so that our attacks match `cleverhans.tf2` to float precision.
-* Model adapters: a Keras model is called with `training=False`; a SavedModel signature
-  (keyword-only, dict output) is called with its single input name and its single output.
 * Per-example randomness. Every random draw of an example comes from a Philox stream keyed
   by (the caller's seed, a purpose tag, a 64-bit fingerprint of the example's bytes). Why:
   the same example then gets the same random start whatever batch it sits in, whatever its
@@ -18,16 +16,11 @@
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Callable
-
-import keras
 import numpy as np
 import tensorflow as tf
 
+from lrm_tf.attacks.adapters import LogitsFn
 from lrm_tf.attacks.losses import LossFn
-
-LogitsFn = Callable[[tf.Tensor], tf.Tensor]
 
 # Same constant as CleverHans' utils.py; it sits inside the sqrt there, and here.
 AVOID_ZERO_DIV = 1e-12
@@ -41,26 +34,7 @@ STREAM_SPSA_INIT = 4
 STREAM_SPSA_SAMPLES = 5
 
 
-# --------------------------------------------------------------------------------- models
-
-def as_logits_fn(model_fn) -> LogitsFn:
-    """Adapts a Keras model, a SavedModel signature or any callable to `images -> logits`."""
-    if getattr(model_fn, "_lrm_logits_fn", False):
-        return model_fn
-    if isinstance(model_fn, keras.layers.Layer):
-        def call(x):
-            return model_fn(x, training=False)
-    elif _keyword_only_signature_name(model_fn) is not None:
-        input_name = _keyword_only_signature_name(model_fn)
-
-        def call(x):
-            return _single_output(model_fn(**{input_name: x}))
-    else:
-        def call(x):
-            return _single_output(model_fn(x))
-    call._lrm_logits_fn = True
-    return call
-
+# --------------------------------------------------------------------------------- inputs
 
 def prepare_inputs(logits_fn: LogitsFn, x, y, targeted: bool):
     """Float images, and labels: the model's predictions when y is None (CleverHans'
@@ -73,26 +47,6 @@ def prepare_inputs(logits_fn: LogitsFn, x, y, targeted: bool):
             raise ValueError("a targeted attack needs the target labels y")
         y = predicted_labels(logits_fn(x))
     return x, y
-
-
-def _keyword_only_signature_name(fn):
-    """The input name of a loaded SavedModel signature (these take keyword arguments only)."""
-    signature = getattr(fn, "structured_input_signature", None)
-    if signature is None:
-        return None
-    args, kwargs = signature
-    if not args and len(kwargs) == 1:
-        return next(iter(kwargs))
-    return None
-
-
-def _single_output(outputs):
-    if isinstance(outputs, Mapping):
-        if len(outputs) != 1:
-            raise ValueError(f"model_fn returned {len(outputs)} outputs {sorted(outputs)}; "
-                             "the attacks need a callable that returns only the logits")
-        return next(iter(outputs.values()))
-    return outputs
 
 
 # ------------------------------------------------------------------------ CleverHans maths

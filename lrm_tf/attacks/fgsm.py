@@ -5,12 +5,17 @@ Random step (R+FGSM, R+Step-LL): Tramèr et al. 2018, "Ensemble adversarial trai
 """
 from __future__ import annotations
 
+import dataclasses
+from typing import Optional
+
 import tensorflow as tf
 
 from lrm_tf.attacks import _common
+from lrm_tf.attacks.adapters import as_logits_fn
 from lrm_tf.attacks.losses import get_loss
 from lrm_tf.attacks.restarts import gradient_attack_restarts
-from lrm_tf.attacks.spec import AttackConfig, AttackFamily, AttackSpec
+from lrm_tf.attacks.spec import AttackFamily, AttackSpec
+from lrm_tf.config import Config, Threat, positive, setting
 
 
 def fast_gradient_method(model_fn, x, y=None, *, eps, norm="linf", loss="xent",
@@ -28,7 +33,7 @@ def fast_gradient_method(model_fn, x, y=None, *, eps, norm="linf", loss="xent",
     seed: int [2] tensor for the random step; restarts: worst case over that many random
       steps (only meaningful with rand_alpha > 0).
     """
-    logits_fn = _common.as_logits_fn(model_fn)
+    logits_fn = as_logits_fn(model_fn)
     loss_fn = get_loss(loss)
     norm = _common.normalize_norm(norm)
     x, y = _common.prepare_inputs(logits_fn, x, y, targeted)
@@ -54,23 +59,34 @@ def fast_gradient_method(model_fn, x, y=None, *, eps, norm="linf", loss="xent",
                                     restarts, targeted)
 
 
-def _build(spec: AttackSpec, logits_fn, config: AttackConfig):
+@dataclasses.dataclass(frozen=True)
+class FgsmOptions(Config):
+    """Options of the FGSM family (R+FGSM and R+Step, Tramèr et al. 2018, sec. 4.1)."""
+    rand_step_alpha: Optional[float] = setting(
+        None, "size alpha of the random step before the gradient step, in the [0, 1] input "
+        "scale; must lie in (0, eps). None: eps / 2, as Tramèr et al.", kind="float",
+        check=positive, flag=False)
+
+
+def _build(spec: AttackSpec, logits_fn, threat: Threat, options: FgsmOptions):
     if spec.rand_init:
-        rand_alpha = config.eps / 2 if config.rand_step_alpha is None else config.rand_step_alpha
-        if not 0 < rand_alpha < config.eps:
+        alpha = options.rand_step_alpha
+        rand_alpha = threat.eps / 2 if alpha is None else alpha
+        if not 0 < rand_alpha < threat.eps:
             raise ValueError(f"{spec.name}: the random step alpha={rand_alpha} must lie in "
-                             f"(0, eps={config.eps})")
+                             f"(0, eps={threat.eps})")
     else:
         rand_alpha = 0.0
 
     def run(x, labels, seed):
         return fast_gradient_method(
-            logits_fn, x, labels, eps=config.eps, norm=spec.norm, loss=spec.loss,
-            clip_min=config.clip_min, clip_max=config.clip_max, targeted=spec.targeted,
+            logits_fn, x, labels, eps=threat.eps, norm=spec.norm, loss=spec.loss,
+            clip_min=threat.clip_min, clip_max=threat.clip_max, targeted=spec.targeted,
             rand_alpha=rand_alpha, seed=seed,
-            restarts=config.restarts if spec.rand_init else 1)
+            restarts=threat.restarts if spec.rand_init else 1)
     return run
 
 
 FAMILY = AttackFamily(name="fgsm", build=_build, multi_step=False, losses=("xent", "cw"),
-                      norms=("linf", "l2"), targetable=True, default_rand_init=False)
+                      norms=("linf", "l2"), targetable=True, default_rand_init=False,
+                      options=FgsmOptions)

@@ -14,9 +14,49 @@ from __future__ import annotations
 import tensorflow as tf
 
 from lrm_tf.attacks import _common
+from lrm_tf.attacks.adapters import as_logits_fn
 from lrm_tf.attacks.losses import get_loss
 from lrm_tf.attacks.restarts import gradient_attack_restarts
-from lrm_tf.attacks.spec import AttackConfig, AttackFamily, AttackSpec
+from lrm_tf.attacks.spec import AttackFamily, AttackSpec
+from lrm_tf.config import Threat
+
+# Madry et al.'s step rule: step = 2.5 * eps / steps lets a walk cross the ball (from one
+# face to the other, plus slack for projections), whatever the number of steps.
+STEP_FACTOR = 2.5
+
+
+def proportional_eps_step(eps: float, steps: int) -> float:
+    """Madry et al.'s PGD step size for a given eps: 2.5 * eps / steps.
+
+    Args:
+      eps: the ball's radius, in the [0, 1] input scale.
+      steps: the number of PGD steps (>= 1).
+
+    Returns:
+      The step size, in the same scale as eps.
+    """
+    return STEP_FACTOR * eps / steps
+
+
+def pgd_spec(steps: int, loss: str = "xent", norm: str = "linf",
+             rand_init: bool = True) -> AttackSpec:
+    """The AttackSpec of untargeted PGD (Madry et al. 2018; without random start: the basic
+    iterative method of Kurakin et al. 2017), named canonically ('pgd20_xent').
+
+    Args:
+      steps: iterations (>= 1).
+      loss: 'xent' or 'cw' (Carlini & Wagner's margin, Madry's form).
+      norm: 'linf' or 'l2'.
+      rand_init: random start in the ball.
+
+    Returns:
+      The spec, as `parse_attack` gives it for its name.
+
+    Raises:
+      ValueError: a value PGD does not take.
+    """
+    return AttackSpec(family="pgd", steps=steps, loss=loss, norm=norm, rand_init=rand_init,
+                      target="none", name="").replace()
 
 
 def projected_gradient_descent(model_fn, x, y=None, *, eps, eps_step, steps, norm="linf",
@@ -34,7 +74,7 @@ def projected_gradient_descent(model_fn, x, y=None, *, eps, eps_step, steps, nor
     jit_compile_step: XLA-compile one step (forward, backward, projection); the loop itself
       is never compiled (XLA over the whole while-loop was 4x slower on CPU).
     """
-    logits_fn = _common.as_logits_fn(model_fn)
+    logits_fn = as_logits_fn(model_fn)
     loss_fn = get_loss(loss)
     norm = _common.normalize_norm(norm)
     if steps < 0:
@@ -77,13 +117,13 @@ def projected_gradient_descent(model_fn, x, y=None, *, eps, eps_step, steps, nor
                                     restarts, targeted)
 
 
-def _build(spec: AttackSpec, logits_fn, config: AttackConfig):
+def _build(spec: AttackSpec, logits_fn, threat: Threat, options=None):
     def run(x, labels, seed):
         return projected_gradient_descent(
-            logits_fn, x, labels, eps=config.eps, eps_step=config.eps_step, steps=spec.steps,
-            norm=spec.norm, loss=spec.loss, clip_min=config.clip_min,
-            clip_max=config.clip_max, targeted=spec.targeted, rand_init=spec.rand_init,
-            seed=seed, restarts=config.restarts, jit_compile_step=config.jit_compile_step)
+            logits_fn, x, labels, eps=threat.eps, eps_step=threat.eps_step, steps=spec.steps,
+            norm=spec.norm, loss=spec.loss, clip_min=threat.clip_min,
+            clip_max=threat.clip_max, targeted=spec.targeted, rand_init=spec.rand_init,
+            seed=seed, restarts=threat.restarts, jit_compile_step=threat.attack_xla_step)
     return run
 
 

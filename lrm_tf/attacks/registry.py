@@ -6,8 +6,9 @@ steps number is present exactly for multi-step families, and the objective is a 
 (`xent`, `cw`) or a target selector (`ll`: least-likely class, `rand`: random wrong class).
 Examples: fgsm_xent, rfgsm_cw, pgd20_cw, pgd40_l2_xent, iter10_ll, r_step_rand, spsa100.
 
-Adding an attack: write `lrm_tf/attacks/<name>.py` exporting `FAMILY = AttackFamily(...)` and
-add one line to FAMILIES below.
+Adding an attack: write `lrm_tf/attacks/<name>.py` exporting `FAMILY = AttackFamily(...)`
+(with its own options class if it has settings the threat model does not cover) and add one
+line to FAMILIES below.
 """
 from __future__ import annotations
 
@@ -18,11 +19,13 @@ from typing import Callable, Optional
 import tensorflow as tf
 
 from lrm_tf.attacks import _common, fgsm, pgd, spsa
-from lrm_tf.attacks.spec import AttackConfig, AttackFamily, AttackSpec
+from lrm_tf.attacks.adapters import as_logits_fn
+from lrm_tf.attacks.spec import AttackFamily, AttackSpec
 from lrm_tf.attacks.targeted import select_targets
+from lrm_tf.config import Threat
 
 
-def _build_clean(spec, logits_fn, config):
+def _build_clean(spec, logits_fn, threat, options):
     return lambda x, labels, seed: x
 
 
@@ -89,7 +92,17 @@ def grammar() -> str:
 
 
 def parse_attack(name: str) -> AttackSpec:
-    """Parses an attack name (see the module docstring); ValueError names what is wrong."""
+    """Parses an attack name (see the module docstring).
+
+    Args:
+      name: e.g. 'fgsm_xent', 'pgd20_cw', 'pgd40_l2_xent', 'iter10_ll', 'spsa100'.
+
+    Returns:
+      The AttackSpec, with `name` as written.
+
+    Raises:
+      ValueError: one line naming what is wrong, with the grammar.
+    """
     rules = _prefix_rules()
     prefixes = "|".join(sorted((re.escape(p) for p in rules), key=len, reverse=True))
     match = re.fullmatch(rf"(?P<prefix>{prefixes})(?P<steps>\d+)?(?:_(?P<norm>linf|l2))?"
@@ -133,42 +146,124 @@ def parse_attack(name: str) -> AttackSpec:
                       rand_init=rand_init, target=target, name=name)
 
 
-def build_attack(spec: AttackSpec | str, model_fn, *, eps, eps_step, clip_min=0.0,
-                 clip_max=1.0, restarts=1, use_true_labels=True, spsa_samples=128,
-                 spsa_delta=0.01, spsa_lr=0.01, spsa_chunk_samples=32,
-                 spsa_early_stop_loss=None, spsa_unbiased_gradient=False,
-                 rand_step_alpha=None, jit_compile_step=False
-                 ) -> Callable[[tf.Tensor, Optional[tf.Tensor], tf.Tensor], tf.Tensor]:
-    """An attack callable `(x, y, seed) -> x_adv` for a parsed spec (or a name).
+def format_attack(spec: AttackSpec) -> str:
+    """The canonical name of a spec's fields: the inverse of `parse_attack`.
 
-    model_fn: images -> logits (a Keras model is called with training=False; a loaded
-      SavedModel signature with its single input and output).
-    eps, eps_step: threat model in the input scale; eps_step is PGD's step (FGSM steps eps).
-    restarts: worst case per example over that many random starts; applies to attacks with
-      a random component (PGD, R+FGSM, R+Step, SPSA); deterministic ones run once.
-    use_true_labels: untargeted attacks use y; False uses the clean predictions (ALP's code).
-      Random targets avoid this reference class; least-likely targets are argmin of the clean
-      logits.
-    rand_step_alpha: R+FGSM / R+Step random step size (default eps / 2, Tramèr et al.).
-    spsa_*: see `lrm_tf.attacks.spsa.spsa`. jit_compile_step: XLA on each PGD step.
+    Args:
+      spec: an AttackSpec, e.g. `parse_attack('pgd20_xent').replace(steps=1000)`.
 
-    The callable works eagerly, in a tf.function and in `strategy.run`. seed: int [2]
-    tensor; random draws are keyed per example (see `lrm_tf.attacks._common`), so the result
-    of an example does not depend on its batch or on the replica split. y may be None only
-    when use_true_labels=False or for 'clean'.
+    Returns:
+      A name that `parse_attack` turns back into the same fields ('pgd1000_xent'). The
+      family's own prefix is preferred over an alias; the default norm is left out.
+
+    Raises:
+      ValueError: no name has these fields (e.g. an L2 SPSA).
+    """
+    family = FAMILIES[spec.family]
+    if family is CLEAN:
+        return "clean"
+    objective = spec.target if spec.targeted else (spec.loss if family.losses else None)
+    for prefix, (rule_family, rand_init, objectives) in _prefix_rules().items():
+        if rule_family is not family or rand_init != spec.rand_init:
+            continue
+        if objective is not None and objective not in objectives:
+            continue
+        name = prefix + (str(spec.steps) if family.multi_step else "")
+        name += f"_{spec.norm}" if spec.norm != family.norms[0] else ""
+        name += f"_{objective}" if objective else ""
+        if dataclasses.replace(parse_attack(name), name=spec.name) == spec:
+            return name
+    raise ValueError(f"no attack name has the fields of {spec}; names are {grammar()}")
+
+
+def family_options(spec: AttackSpec | str, options=None):
+    """The options object the family of `spec` runs with.
+
+    Args:
+      spec: an AttackSpec or an attack name.
+      options: None, or an options object of any registered family (e.g. SpsaOptions); an
+        object of another family's type is ignored, so a caller may pass the same options
+        to every attack it builds.
+
+    Returns:
+      `options` when it is the family's type, else the family's defaults
+      (`family.options()`), or None for a family without options.
+
+    Raises:
+      TypeError: `options` is not the options type of any registered family.
+    """
+    if isinstance(spec, str):
+        spec = parse_attack(spec)
+    known = tuple(f.options for f in FAMILIES.values() if f.options is not None)
+    if options is not None and not isinstance(options, known):
+        raise TypeError(f"options must be one of {', '.join(t.__name__ for t in known)} or "
+                        f"None, got {type(options).__name__}")
+    family = FAMILIES[spec.family]
+    if family.options is None:
+        return None
+    return options if isinstance(options, family.options) else family.options()
+
+
+def evaluated_examples(spec: AttackSpec | str, options=None) -> int:
+    """How many leading examples of a test set the family of `spec` evaluates (0: all).
+
+    Expensive families say so through `AttackFamily.examples` (SPSA: `spsa_examples`,
+    because each example costs samples x iterations forward passes).
+
+    Args:
+      spec: an AttackSpec or an attack name.
+      options: as for `family_options`.
+
+    Returns:
+      N > 0 for "the first N examples", 0 for all of them.
     """
     if isinstance(spec, str):
         spec = parse_attack(spec)
     family = FAMILIES[spec.family]
-    config = AttackConfig(eps=eps, eps_step=eps_step, clip_min=clip_min, clip_max=clip_max,
-                          restarts=restarts, use_true_labels=use_true_labels,
-                          spsa_samples=spsa_samples, spsa_delta=spsa_delta, spsa_lr=spsa_lr,
-                          spsa_chunk_samples=spsa_chunk_samples,
-                          spsa_early_stop_loss=spsa_early_stop_loss,
-                          spsa_unbiased_gradient=spsa_unbiased_gradient,
-                          rand_step_alpha=rand_step_alpha, jit_compile_step=jit_compile_step)
-    logits_fn = _common.as_logits_fn(model_fn)
-    run = family.build(spec, logits_fn, config)
+    if family.examples is None:
+        return 0
+    return int(family.examples(family_options(spec, options)))
+
+
+def build_attack(spec: AttackSpec | str, model_fn, threat: Threat, options=None
+                 ) -> Callable[[tf.Tensor, Optional[tf.Tensor], tf.Tensor], tf.Tensor]:
+    """An attack callable `attack(x, y, seed) -> x_adv` for a parsed spec (or a name).
+
+    The callable works eagerly, in a `tf.function` and inside `strategy.run`. Random draws
+    are keyed per example (see `lrm_tf.attacks._common`), so an example's result does not
+    depend on its batch or on the replica split.
+
+    Args:
+      spec: an AttackSpec (`parse_attack`) or an attack name such as 'pgd20_xent'.
+      model_fn: images -> logits. A Keras model is called with `training=False`; a loaded
+        SavedModel signature with its single input and output (`as_logits_fn`).
+      threat: the threat model, in the model's input scale ([0, 1] by default): `eps`, PGD's
+        step `eps_step` (FGSM steps eps), the input range, `restarts` (worst case per
+        example over that many random starts; applies to attacks with a random component:
+        PGD, R+FGSM, R+Step, SPSA), `attack_true_labels` (False: untargeted attacks use the
+        clean predictions, as the ALP code does; random targets avoid this reference class,
+        least-likely targets are the argmin of the clean logits) and `attack_xla_step` (XLA
+        on each PGD step).
+      options: the family's options, e.g. `lrm_tf.config.SpsaOptions` for SPSA or
+        `lrm_tf.attacks.fgsm.FgsmOptions` for R+FGSM's random step; None (or another
+        family's options) gives the family's defaults.
+
+    Returns:
+      attack(x, y, seed): x float [B, H, W, C] in the threat's range; y int [B] true labels,
+      None only when `threat.attack_true_labels` is False or for 'clean'; seed int [2]
+      (None: (0, 0)). Returns x_adv, same shape and dtype as x, with no gradient. The
+      callable carries the spec as `attack.spec`.
+
+    Raises:
+      ValueError: a bad name, or options the family rejects for this threat.
+      TypeError: `options` is no family's options type.
+    """
+    if isinstance(spec, str):
+        spec = parse_attack(spec)
+    family = FAMILIES[spec.family]
+    logits_fn = as_logits_fn(model_fn)
+    run = family.build(spec, logits_fn, threat, family_options(spec, options))
+    use_true_labels = threat.attack_true_labels
 
     def attack(x, y=None, seed=None):
         x = tf.convert_to_tensor(x)
@@ -187,7 +282,7 @@ def build_attack(spec: AttackSpec | str, model_fn, *, eps, eps_step, clip_min=0.
         clean_logits = None
         if use_true_labels:
             if y is None:
-                raise ValueError(f"{spec.name}: y is required when use_true_labels=True")
+                raise ValueError(f"{spec.name}: y is required when attack_true_labels=True")
             labels = tf.cast(y, tf.int64)
         else:
             clean_logits = logits_fn(x)

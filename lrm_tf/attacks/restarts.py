@@ -11,7 +11,8 @@ from typing import Callable
 
 import tensorflow as tf
 
-from lrm_tf.attacks._common import LogitsFn, RNG_ALG, broadcast_mask, predicted_labels
+from lrm_tf.attacks._common import RNG_ALG, broadcast_mask, predicted_labels
+from lrm_tf.attacks.adapters import LogitsFn
 
 
 def restart_seed(seed, restart):

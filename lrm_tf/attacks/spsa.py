@@ -33,9 +33,11 @@ from __future__ import annotations
 import tensorflow as tf
 
 from lrm_tf.attacks import _common
+from lrm_tf.attacks.adapters import as_logits_fn
 from lrm_tf.attacks.losses import margin_loss
 from lrm_tf.attacks.restarts import worst_case_over_restarts
-from lrm_tf.attacks.spec import AttackConfig, AttackFamily, AttackSpec
+from lrm_tf.attacks.spec import AttackFamily, AttackSpec
+from lrm_tf.config import SpsaOptions, Threat
 
 ADAM_BETA_1 = 0.9
 ADAM_BETA_2 = 0.999
@@ -74,7 +76,7 @@ def spsa_gradient_estimate(model_fn, x_eval, labels, signs, *, delta=0.01, targe
     """CleverHans' SPSA estimate from an explicit draw: mean(loss * delta_x) / delta over the
     mirrored probes delta_x = delta * [signs, -signs]; see the module docstring for the scale.
     """
-    logits_fn = _common.as_logits_fn(model_fn)
+    logits_fn = as_logits_fn(model_fn)
     total = spsa_probe_sum(logits_fn, x_eval, labels, signs, delta=delta, targeted=targeted)
     num_probes = tf.cast(2 * tf.shape(signs)[1], total.dtype)
     grad = total / num_probes / delta
@@ -134,7 +136,7 @@ def spsa(model_fn, x, y=None, *, eps, steps, seed=None, clip_min=0.0, clip_max=1
         raise ValueError(f"spsa_samples must be even and >= 2, got {spsa_samples}")
     if clip_min is None or clip_max is None:
         raise ValueError("SPSA needs clip_min and clip_max (as in CleverHans)")
-    logits_fn = _common.as_logits_fn(model_fn)
+    logits_fn = as_logits_fn(model_fn)
     x, y = _common.prepare_inputs(logits_fn, x, y, targeted)
     if _common.is_empty_batch(x):
         return x
@@ -196,18 +198,21 @@ def spsa(model_fn, x, y=None, *, eps, steps, seed=None, clip_min=0.0, clip_max=1
         x, labels, seed, restarts, targeted)
 
 
-def _build(spec: AttackSpec, logits_fn, config: AttackConfig):
+def _build(spec: AttackSpec, logits_fn, threat: Threat, options: SpsaOptions):
     def run(x, labels, seed):
-        return spsa(logits_fn, x, labels, eps=config.eps, steps=spec.steps, seed=seed,
-                    clip_min=config.clip_min, clip_max=config.clip_max,
-                    targeted=spec.targeted, learning_rate=config.spsa_lr,
-                    delta=config.spsa_delta, spsa_samples=config.spsa_samples,
-                    chunk_samples=config.spsa_chunk_samples,
-                    early_stop_loss_threshold=config.spsa_early_stop_loss,
-                    unbiased_gradient=config.spsa_unbiased_gradient,
-                    restarts=config.restarts)
+        return spsa(logits_fn, x, labels, eps=threat.eps, steps=spec.steps, seed=seed,
+                    clip_min=threat.clip_min, clip_max=threat.clip_max,
+                    targeted=spec.targeted, learning_rate=options.spsa_lr,
+                    delta=options.spsa_delta, spsa_samples=options.spsa_samples,
+                    chunk_samples=options.spsa_chunk_samples,
+                    early_stop_loss_threshold=options.spsa_early_stop_loss,
+                    unbiased_gradient=options.spsa_unbiased_gradient,
+                    restarts=threat.restarts)
     return run
 
 
+# SPSA costs spsa_samples x iterations forward passes per example, so evaluations run it on
+# the first `spsa_examples` test examples only (LRM, Summers & Dinneen, evaluate on 1,000).
 FAMILY = AttackFamily(name="spsa", build=_build, multi_step=True, fixed_loss="margin",
-                      norms=("linf",), targetable=True, default_rand_init=True)
+                      norms=("linf",), targetable=True, default_rand_init=True,
+                      options=SpsaOptions, examples=lambda options: options.spsa_examples)

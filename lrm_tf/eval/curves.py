@@ -1,30 +1,33 @@
-"""Sanity and strength curves of a white-box PGD evaluation (SPEC A7, A8).
+"""Sanity and strength curves of a white-box PGD evaluation (Shafahi et al. 2019, tables 9-11).
 
 * `eps_sweep`: accuracy as eps grows to an unbounded value (Shafahi et al. table 9). With
   L-inf eps = 1 on [0, 1] images every image is reachable, so a working attack must drive
-  accuracy to ~0; a plateau above 0 points at gradient masking.
+  accuracy to ~0; a plateau above 0 points at gradient masking (Athalye et al. 2018).
 * `steps_sweep`: accuracy vs the number of PGD steps (Shafahi table 11).
 * `restarts_sweep`: accuracy vs the number of random restarts (Shafahi table 10). Restart r
   uses the same seed whatever the total (`attacks.restart_seed`), so the restarts of a
   smaller count are a subset of a larger count's and the curve cannot increase.
 
-Every point is one `evaluation.attack_accuracy` call. `write_curve` saves `<name>.json` and a
-`<name>.png` plot.
+PGD is Madry et al. 2018's (`lrm_tf.attacks.pgd`); every point is one
+`evaluation.accuracy_point` call on a typed `AttackSpec` variant (`spec.replace(steps=k)`).
+`write_curve` saves `<name>.json` and a `<name>.png` plot.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
 
-from lrm_tf.eval import evaluation
-from lrm_tf.eval.evaluation import ThreatModel
-from lrm_tf.report.rundir import write_json_atomic
+from lrm_tf import attacks
+from lrm_tf.attacks.pgd import STEP_FACTOR, pgd_spec, proportional_eps_step
+from lrm_tf.config import CurvesConfig, Threat
+from lrm_tf.eval.evaluation import accuracy_point
+from lrm_tf.report.plotting import pyplot, save_figure
+from lrm_tf.report.writer import write_report
 
 # Shafahi et al. tables 10 and 11: the restart counts and step counts they report.
 PAPER_RESTARTS = tuple(range(1, 10))
@@ -33,90 +36,129 @@ PAPER_STEPS = (20, 40, 100, 400, 1000)
 # (Shafahi table 9 goes 50, 60, 100, 150, 255 on the 0-255 scale for an 8/255 threat).
 EPS_MULTIPLES = (0, 0.25, 0.5, 1, 2, 4, 8, 16)  # x threat eps; 0 is the clean point
 UNBOUNDED_EPS = 1.0
-# Madry et al.'s step rule: step = 2.5 * eps / steps lets a walk cross the ball (from one
-# face to the other, plus slack for projections), whatever the number of steps.
-STEP_FACTOR = 2.5
 
 CURVES = ("eps", "steps", "restarts")
 
-
-def proportional_eps_step(eps: float, steps: int) -> float:
-    """Madry et al.'s PGD step size for a given eps: 2.5 * eps / steps."""
-    return STEP_FACTOR * eps / steps
+__all__ = ["CURVES", "EPS_MULTIPLES", "PAPER_RESTARTS", "PAPER_STEPS", "STEP_FACTOR",
+           "UNBOUNDED_EPS", "default_eps_values", "eps_sweep", "plot_curve",
+           "proportional_eps_step", "restarts_sweep", "run_curves", "steps_sweep", "write_curve"]
 
 
 def default_eps_values(threat_eps: float, unbounded: float = UNBOUNDED_EPS) -> tuple:
-    """The threat's eps times 1, 2, 4, 8, 16, below `unbounded`, then `unbounded` itself."""
+    """The sweep's eps values: the threat's eps times 0, 1/4, 1/2, 1, 2, 4, 8, 16 (those
+    below `unbounded`), then `unbounded` itself.
+
+    Args:
+      threat_eps: the threat model's eps, in the [0, 1] input scale.
+      unbounded: the last value (1.0: the whole [0, 1] range, every image reachable).
+
+    Returns:
+      Increasing eps values, rounded to 6 decimals.
+    """
     values = sorted({round(threat_eps * m, 6) for m in EPS_MULTIPLES if threat_eps * m < unbounded})
     return tuple(values) + (unbounded,)
 
 
-def _pgd_name(steps: int, loss: str, norm: str) -> str:
-    return f"pgd{steps}_{norm}_{loss}" if norm != "linf" else f"pgd{steps}_{loss}"
+def _threat(threat: Optional[Threat], **changes) -> Threat:
+    """`threat` with `changes`, or a default threat ([0, 1], one start, true labels)."""
+    return threat.replace(**changes) if threat is not None else Threat(**changes)
 
 
-def accuracy_point(model, images, labels, attack_name, threat, batch_size, seed, strategy,
-                   **fields):
-    """One `evaluation.attack_accuracy` call as a JSON-ready record (accuracy, examples, the
-    threat's eps/step/restarts, seconds) plus `fields`."""
-    t0 = time.time()
-    acc, n = evaluation.attack_accuracy(model, images, labels, attack_name, threat, batch_size,
-                                        seed, strategy, progress=False)
-    return {**fields, "attack": attack_name, "eps": threat.eps, "eps_step": threat.eps_step,
-            "restarts": threat.restarts, "accuracy": acc, "examples": n,
-            "seconds": round(time.time() - t0, 2)}
+def _eps_point(model, images, labels, spec, eps, eps_step, threat, batch_size, seed, strategy):
+    if eps > 0:
+        return accuracy_point(model, images, labels, spec,
+                              _threat(threat, eps=eps, eps_step=eps_step), batch_size, seed,
+                              strategy, x=eps)
+    # A ball of radius 0 holds only x, so PGD returns x and its accuracy is the clean one
+    # (a Threat needs eps > 0): measure 'clean', record the PGD point at eps 0.
+    point = accuracy_point(model, images, labels, attacks.parse_attack("clean"),
+                           _threat(threat, eps=1.0, eps_step=1.0), batch_size, seed, strategy,
+                           x=eps)
+    return {**point, "attack": spec.name, "eps": eps, "eps_step": eps_step}
 
 
 def eps_sweep(model, images: np.ndarray, labels: np.ndarray, eps_values: Sequence[float],
               steps: int = 100, eps_step_fn: Callable[[float, int], float] = proportional_eps_step,
-              attack_loss: str = "xent", seed: int = 0, threat: Optional[ThreatModel] = None,
+              attack_loss: str = "xent", seed: int = 0, threat: Optional[Threat] = None,
               norm: str = "linf", batch_size: int = 500,
               strategy: Optional[tf.distribute.Strategy] = None) -> Dict:
-    """Accuracy under `pgd<steps>_<attack_loss>` at each eps (Shafahi table 9).
+    """Accuracy under PGD-`steps` with `attack_loss` at each eps (Shafahi table 9).
 
-    eps_step_fn(eps, steps) gives each point's step; the default is 2.5 * eps / steps, so
-    the walk length grows with eps. `threat` supplies the input range, restarts and label
-    choice (default: [0, 1], one start, true labels).
+    Args:
+      model: a Keras model, a loaded SavedModel or a callable images -> logits.
+      images: float [N, H, W, C] in [0, 1]; labels: int [N].
+      eps_values: the eps of each point, in the [0, 1] input scale (0: the clean point).
+      steps: PGD steps of every point.
+      eps_step_fn: (eps, steps) -> the point's step; the default is Madry et al.'s
+        2.5 * eps / steps, so the walk length grows with eps.
+      attack_loss: 'xent' or 'cw'.
+      seed: the evaluation seed.
+      threat: supplies the input range, restarts and label choice (default: [0, 1], one
+        start, true labels); its eps and step are replaced at each point.
+      norm: 'linf' or 'l2'.
+      batch_size: evaluation batch size.
+      strategy: a `tf.distribute.Strategy` (default: the current one).
+
+    Returns:
+      A JSON-able dict: curve, x, attack, steps, loss, norm, eps_step_rule, seed and the
+      points (`evaluation.accuracy_point` records with x = eps).
     """
-    base = threat or ThreatModel(eps=max(eps_values), eps_step=0.0)
-    name = _pgd_name(steps, attack_loss, norm)
-    points = [accuracy_point(model, images, labels, name, dataclasses.replace(
-        base, eps=float(eps), eps_step=float(eps_step_fn(eps, steps))), batch_size, seed,
-        strategy, x=float(eps)) for eps in eps_values]
-    return {"curve": "eps", "x": "eps", "attack": name, "steps": steps, "loss": attack_loss,
+    spec = pgd_spec(steps, attack_loss, norm)
+    points = [_eps_point(model, images, labels, spec, float(eps),
+                         float(eps_step_fn(eps, steps)), threat, batch_size, seed, strategy)
+              for eps in eps_values]
+    return {"curve": "eps", "x": "eps", "attack": spec.name, "steps": steps, "loss": attack_loss,
             "norm": norm, "eps_step_rule": _describe_step_rule(eps_step_fn), "seed": seed,
             "points": points}
 
 
 def steps_sweep(model, images: np.ndarray, labels: np.ndarray, steps_values: Sequence[int],
-                eps: float, eps_step: float, attack_loss: str = "cw", seed: int = 0,
-                threat: Optional[ThreatModel] = None, norm: str = "linf",
+                threat: Threat, attack_loss: str = "cw", seed: int = 0, norm: str = "linf",
                 batch_size: int = 500, strategy: Optional[tf.distribute.Strategy] = None) -> Dict:
-    """Accuracy under `pgd<k>_<attack_loss>` for each k at a fixed eps and step (Shafahi
-    table 11 uses the CW loss, hence the default)."""
-    base = dataclasses.replace(threat or ThreatModel(eps=eps, eps_step=eps_step),
-                               eps=eps, eps_step=eps_step)
-    points = [accuracy_point(model, images, labels, _pgd_name(int(k), attack_loss, norm), base,
-                     batch_size, seed, strategy, x=int(k), steps=int(k)) for k in steps_values]
-    return {"curve": "steps", "x": "steps", "loss": attack_loss, "norm": norm, "eps": eps,
-            "eps_step": eps_step, "seed": seed, "points": points}
+    """Accuracy under PGD-k for each k at the threat's eps and step (Shafahi table 11 uses
+    the CW loss of Carlini & Wagner 2017, hence the default).
+
+    Args:
+      model, images, labels, seed, norm, batch_size, strategy: as for `eps_sweep`.
+      steps_values: the step counts k.
+      threat: eps, step, range, restarts and label choice of every point.
+      attack_loss: 'xent' or 'cw'.
+
+    Returns:
+      A JSON-able dict: curve, x, loss, norm, eps, eps_step, seed and the points (x = k).
+    """
+    base = pgd_spec(1, attack_loss, norm)
+    points = [accuracy_point(model, images, labels, base.replace(steps=int(k)), threat,
+                             batch_size, seed, strategy, x=int(k), steps=int(k))
+              for k in steps_values]
+    return {"curve": "steps", "x": "steps", "loss": attack_loss, "norm": norm,
+            "eps": threat.eps, "eps_step": threat.eps_step, "seed": seed, "points": points}
 
 
 def restarts_sweep(model, images: np.ndarray, labels: np.ndarray, restarts_values: Sequence[int],
-                   eps: float, eps_step: float, steps: int = 20, attack_loss: str = "xent",
-                   seed: int = 0, threat: Optional[ThreatModel] = None, norm: str = "linf",
-                   batch_size: int = 500,
+                   threat: Threat, steps: int = 20, attack_loss: str = "xent", seed: int = 0,
+                   norm: str = "linf", batch_size: int = 500,
                    strategy: Optional[tf.distribute.Strategy] = None) -> Dict:
-    """Accuracy under `pgd<steps>_<attack_loss>` with each number of random restarts, the
-    worst case kept per example (Shafahi table 10)."""
-    base = dataclasses.replace(threat or ThreatModel(eps=eps, eps_step=eps_step),
-                               eps=eps, eps_step=eps_step)
-    name = _pgd_name(steps, attack_loss, norm)
-    points = [accuracy_point(model, images, labels, name, dataclasses.replace(base, restarts=int(r)),
-                     batch_size, seed, strategy, x=int(r)) for r in restarts_values]
-    return {"curve": "restarts", "x": "restarts", "attack": name, "steps": steps,
-            "loss": attack_loss, "norm": norm, "eps": eps, "eps_step": eps_step, "seed": seed,
-            "points": points}
+    """Accuracy under PGD-`steps` with each number of random restarts, the worst case kept
+    per example (Shafahi table 10).
+
+    Args:
+      model, images, labels, seed, norm, batch_size, strategy: as for `eps_sweep`.
+      restarts_values: the restart counts.
+      threat: eps, step, range and label choice; its restarts are replaced at each point.
+      steps: PGD steps.
+      attack_loss: 'xent' or 'cw'.
+
+    Returns:
+      A JSON-able dict: curve, x, attack, steps, loss, norm, eps, eps_step, seed and the
+      points (x = restarts).
+    """
+    spec = pgd_spec(steps, attack_loss, norm)
+    points = [accuracy_point(model, images, labels, spec, threat.replace(restarts=int(r)),
+                             batch_size, seed, strategy, x=int(r)) for r in restarts_values]
+    return {"curve": "restarts", "x": "restarts", "attack": spec.name, "steps": steps,
+            "loss": attack_loss, "norm": norm, "eps": threat.eps, "eps_step": threat.eps_step,
+            "seed": seed, "points": points}
 
 
 def _describe_step_rule(eps_step_fn) -> str:
@@ -140,8 +182,13 @@ def _title(curve: Dict) -> str:
             f"step={curve['eps_step']:.4g}\n(Shafahi et al. table 10)")
 
 
-def plot_curve(curve: Dict, path: str):
-    """Accuracy (percent) against the swept quantity, each point labelled with its value."""
+def plot_curve(curve: Dict, path: str) -> None:
+    """Accuracy (percent) against the swept quantity, each point labelled with its value.
+
+    Args:
+      curve: a sweep's result.
+      path: the PNG to write (atomically).
+    """
     plt = pyplot()
     xs = [p["x"] for p in curve["points"]]
     ys = [100 * p["accuracy"] for p in curve["points"]]
@@ -163,51 +210,59 @@ def plot_curve(curve: Dict, path: str):
     save_figure(fig, path)
 
 
-def pyplot():
-    """matplotlib.pyplot on the Agg backend: files only, no display needed."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+def write_curve(out_dir: str, name: str, curve: Dict) -> tuple[str, str]:
+    """Writes `<name>.json` and `<name>.png` in `out_dir` (both atomically).
 
+    Args:
+      out_dir: the directory (created if missing).
+      name: the file stem, e.g. 'curve_eps'.
+      curve: a sweep's result.
 
-def save_figure(fig, path: str):
-    """Saves a matplotlib figure as PNG atomically (temporary file, then rename) and closes it."""
-    plt = pyplot()
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp.png")
-    try:
-        fig.tight_layout()
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_curve(out_dir: str, name: str, curve: Dict):
-    """Writes `<name>.json` (atomically) and `<name>.png`; returns their paths."""
-    json_path, png_path = os.path.join(out_dir, f"{name}.json"), os.path.join(out_dir, f"{name}.png")
-    write_json_atomic(json_path, curve)
+    Returns:
+      (json_path, png_path).
+    """
+    json_path, _ = write_report(out_dir, name, curve)
+    png_path = os.path.join(out_dir, f"{name}.png")
     plot_curve(curve, png_path)
     return json_path, png_path
 
 
 def run_curves(model, images: np.ndarray, labels: np.ndarray, out_dir: str,
-               which: Sequence[str], threat: ThreatModel, steps: int = 100,
-               attack_loss: str = "xent", eps_values: Optional[Sequence[float]] = None,
+               which: Union[CurvesConfig, Sequence[str]], threat: Threat,
+               steps: Optional[int] = None, attack_loss: Optional[str] = None,
+               eps_values: Optional[Sequence[float]] = None,
                steps_values: Sequence[int] = PAPER_STEPS,
                restarts_values: Sequence[int] = PAPER_RESTARTS, batch_size: int = 500,
                seed: int = 0, strategy: Optional[tf.distribute.Strategy] = None,
                log: Callable[[str], None] = print) -> Dict[str, Dict]:
-    """The curves named in `which` ('eps', 'steps', 'restarts') written as curve_<name>.json/.png.
+    """The curves named in `which`, written as curve_<name>.json and curve_<name>.png.
 
-    eps sweep: `pgd<steps>` at `eps_values` (default: the threat's eps x 1, 2, 4, 8, 16 and
-    1.0) with step 2.5 * eps / steps. steps sweep: the threat's eps and step. restarts
-    sweep: `pgd<steps>` at the threat's eps and step.
+    Args:
+      model: a Keras model, a loaded SavedModel or a callable images -> logits.
+      images: float [N, H, W, C] in [0, 1]; labels: int [N].
+      out_dir: where the files go.
+      which: a `CurvesConfig` (its `curves`, `curve_steps` and `curve_loss`), or the names
+        of the curves: any of 'eps', 'steps', 'restarts'.
+      threat: the evaluation's threat model.
+      steps: PGD steps of the eps and restarts sweeps (default: the config's, else 100).
+      attack_loss: 'xent' or 'cw', for every sweep (default: the config's, else 'xent').
+      eps_values: the eps sweep's values (default: `default_eps_values(threat.eps)`), each
+        with Madry's step 2.5 * eps / steps.
+      steps_values: the steps sweep's counts, at the threat's eps and step.
+      restarts_values: the restarts sweep's counts, PGD-`steps` at the threat's eps and step.
+      batch_size, seed, strategy: as for `evaluation.attack_accuracy`.
+      log: where the one-line summaries go.
+
+    Returns:
+      {name: curve} for each name in `which`.
+
+    Raises:
+      ValueError: an unknown curve name.
     """
+    config = which if isinstance(which, CurvesConfig) else CurvesConfig()
+    which = config.curves if isinstance(which, CurvesConfig) else tuple(which)
+    steps = config.curve_steps if steps is None else steps
+    attack_loss = config.curve_loss if attack_loss is None else attack_loss
     unknown = [w for w in which if w not in CURVES]
     if unknown:
         raise ValueError(f"unknown curve(s) {unknown}; choose from {', '.join(CURVES)}")
@@ -219,13 +274,11 @@ def run_curves(model, images: np.ndarray, labels: np.ndarray, out_dir: str,
                               steps, proportional_eps_step, attack_loss, seed, threat,
                               batch_size=batch_size, strategy=strategy)
         elif kind == "steps":
-            curve = steps_sweep(model, images, labels, steps_values, threat.eps,
-                                threat.eps_step, attack_loss, seed, threat,
+            curve = steps_sweep(model, images, labels, steps_values, threat, attack_loss, seed,
                                 batch_size=batch_size, strategy=strategy)
         else:
-            curve = restarts_sweep(model, images, labels, restarts_values, threat.eps,
-                                   threat.eps_step, steps, attack_loss, seed, threat,
-                                   batch_size=batch_size, strategy=strategy)
+            curve = restarts_sweep(model, images, labels, restarts_values, threat, steps,
+                                   attack_loss, seed, batch_size=batch_size, strategy=strategy)
         _, png = write_curve(out_dir, f"curve_{kind}", curve)
         summary = ", ".join(f"{p['x']}: {100 * p['accuracy']:.2f}%" for p in curve["points"])
         log(f"curve {kind} ({time.time() - t0:.0f}s): {summary} -> {png}")

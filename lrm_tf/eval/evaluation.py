@@ -1,62 +1,69 @@
-"""Evaluation: accuracy under each named attack, results.json and the results.md table."""
+"""Evaluation: accuracy under each named attack, results.json and the results.md table.
+
+The building blocks every evaluation tool shares live here: `attack_accuracy` (accuracy of
+a model under one attack), `adversarial_examples` (the images that accuracy is measured on)
+and `accuracy_point` (one measurement as a JSON record). Curves, the audit, transfer
+matrices and the analyses are built from them, so they all measure the same thing.
+
+Attacks: Goodfellow et al. 2015 (FGSM), Madry et al. 2018 (PGD), Carlini & Wagner 2017 (the
+CW loss), Uesato et al. 2018 (SPSA), Tramèr et al. 2018 (R+FGSM), Kurakin et al. 2017
+(Step-LL, Iter-LL); see `lrm_tf.attacks`.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import time
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
 
-from lrm_tf.report.rundir import RunDir, write_json_atomic, write_text_atomic
+from lrm_tf import attacks
+from lrm_tf.attacks import AttackSpec
+from lrm_tf.config import SpsaOptions, Threat
+from lrm_tf.report.rundir import RunDir
+from lrm_tf.report.writer import write_report
+
+Attack = Union[str, AttackSpec]  # an attack name or a parsed spec
 
 
-@dataclasses.dataclass(frozen=True)
-class ThreatModel:
-    """Attack parameters shared by an evaluation (input scale of the model, [0, 1] by default)."""
-    eps: float
-    eps_step: float
-    restarts: int = 1
-    clip_min: float = 0.0
-    clip_max: float = 1.0
-    use_true_labels: bool = True
-    spsa_samples: int = 128
-    spsa_examples: int = 0  # SPSA on the first N examples only (0: all); LRM uses 1,000
-    xla_step: bool = False  # XLA-compile each PGD step (the loop itself stays uncompiled)
+def attack_spec(attack: Attack) -> AttackSpec:
+    """`attack` as an AttackSpec (a name is parsed; ValueError if it is bad)."""
+    return attacks.parse_attack(attack) if isinstance(attack, str) else attack
 
 
-def _as_model_fn(model):
-    """Keras models run in inference mode; SavedModels and plain callables are called as they are."""
-    import keras
-    if isinstance(model, keras.Model):
-        return lambda x: model(x, training=False)
-    return model
-
-
-def build_threat_attack(model, attack_name: str, threat: ThreatModel, images, labels):
-    """(model_fn, attack, images, labels) for one attack; SPSA keeps only the first
-    `threat.spsa_examples` examples (it costs samples x iterations forward passes each)."""
-    from lrm_tf import attacks
-    spec = attacks.parse_attack(attack_name)
-    if spec.family == "spsa" and threat.spsa_examples:
-        images, labels = images[:threat.spsa_examples], labels[:threat.spsa_examples]
-    model_fn = _as_model_fn(model)
-    attack = attacks.build_attack(
-        spec, model_fn, eps=threat.eps, eps_step=threat.eps_step, clip_min=threat.clip_min,
-        clip_max=threat.clip_max, restarts=threat.restarts,
-        use_true_labels=threat.use_true_labels, spsa_samples=threat.spsa_samples,
-        jit_compile_step=threat.xla_step)
-    return model_fn, attack, images, labels
+def _attack_setup(model, attack, threat: Threat, images, labels, spsa=None):
+    """(logits_fn, attack callable, images, labels): the examples are those the attack's
+    family evaluates (SPSA: the first `spsa.spsa_examples`, since each costs samples x
+    iterations forward passes)."""
+    spec = attack_spec(attack)
+    limit = attacks.evaluated_examples(spec, spsa)
+    if limit:
+        images, labels = images[:limit], labels[:limit]
+    logits_fn = attacks.as_logits_fn(model)
+    return logits_fn, attacks.build_attack(spec, logits_fn, threat, spsa), images, labels
 
 
 def map_batches(per_replica_fn, images: np.ndarray, labels: np.ndarray, batch_size: int,
-                seed: int, strategy: tf.distribute.Strategy, combine):
-    """Yields (end index, value) per batch: `per_replica_fn(x, y, seed)` run on the batch split
-    across the replicas of `strategy` (contiguous shards in replica order), the per-replica
-    results merged by `combine(strategy, per_replica)`. Batch i uses the seed (seed, i), and
-    attacks key their randomness per example, so values do not depend on the strategy."""
+                seed: int, strategy: tf.distribute.Strategy, combine) -> Iterator[tuple]:
+    """Runs `per_replica_fn` batch by batch under `strategy`.
+
+    Batch i uses the seed (seed, i), and attacks key their randomness per example, so the
+    values do not depend on the strategy or on the replica count.
+
+    Args:
+      per_replica_fn: (x float32 [b, ...], y int64 [b], seed int64 [2]) -> a tensor.
+      images: float [N, H, W, C] in the model's input scale; labels: int [N].
+      batch_size: global batch size, split over the replicas in contiguous shards in
+        replica order.
+      seed: the evaluation seed.
+      strategy: a `tf.distribute.Strategy`.
+      combine: (strategy, per-replica values) -> the batch's value (a reduce or a gather).
+
+    Yields:
+      (end index of the batch, combined value).
+    """
     n = len(labels)
     for i, start in enumerate(range(0, n, batch_size)):
         x = tf.convert_to_tensor(images[start:start + batch_size], tf.float32)
@@ -72,23 +79,51 @@ def map_batches(per_replica_fn, images: np.ndarray, labels: np.ndarray, batch_si
             yield min(start + batch_size, n), per_replica_fn(x, y, step_seed)
 
 
-def attack_accuracy(model, images: np.ndarray, labels: np.ndarray, attack_name: str,
-                    threat: ThreatModel, batch_size: int = 500, seed: int = 0,
-                    strategy: Optional[tf.distribute.Strategy] = None, progress: bool = True):
-    """Accuracy of `model` on adversarial examples of `attack_name` made from (images, labels).
+def _shard(ctx, x, y):
+    """This replica's contiguous share of a global batch (global order is kept)."""
+    n = ctx.num_replicas_in_sync
+    size = -(-int(x.shape[0]) // n)
+    lo = ctx.replica_id_in_sync_group * size
+    return x[lo:lo + size], y[lo:lo + size]
+
+
+def attack_accuracy(model, images: np.ndarray, labels: np.ndarray, attack: Attack,
+                    threat: Threat, batch_size: int = 500, seed: int = 0,
+                    strategy: Optional[tf.distribute.Strategy] = None, progress: bool = True,
+                    spsa: Optional[SpsaOptions] = None) -> tuple[float, int]:
+    """Accuracy of `model` on the adversarial examples of `attack` made from (images, labels).
 
     Each batch is attacked by one compiled function run under `strategy` (the batch is split
-    across replicas). Returns (accuracy, number of examples).
+    across replicas).
+
+    Args:
+      model: a Keras model (run in inference mode), a loaded SavedModel or a callable
+        images -> logits.
+      images: float [N, H, W, C] in [0, 1] (the threat's range); labels: int [N].
+      attack: an attack name ('pgd20_xent') or an `AttackSpec`.
+      threat: eps, step, range, restarts and label choice (`lrm_tf.config.Threat`).
+      batch_size: global evaluation batch size.
+      seed: batch i is attacked with the seed (seed, i).
+      strategy: a `tf.distribute.Strategy` (default: the current one).
+      progress: show a Keras progress bar.
+      spsa: SPSA's options (None: `SpsaOptions()`); SPSA evaluates the first
+        `spsa.spsa_examples` examples only.
+
+    Returns:
+      (accuracy in [0, 1], number of examples evaluated).
+
+    Raises:
+      ValueError: a bad attack name or option.
     """
     import keras
     strategy = strategy or tf.distribute.get_strategy()
-    model_fn, attack, images, labels = build_threat_attack(model, attack_name, threat, images,
-                                                           labels)
+    logits_fn, attack_fn, images, labels = _attack_setup(model, attack, threat, images, labels,
+                                                          spsa)
 
     @tf.function
     def correct_on_replica(x, y, step_seed):
-        x_adv = attack(x, y, step_seed)
-        pred = tf.argmax(model_fn(x_adv), axis=1, output_type=tf.int64)
+        x_adv = attack_fn(x, y, step_seed)
+        pred = tf.argmax(logits_fn(x_adv), axis=1, output_type=tf.int64)
         return tf.reduce_sum(tf.cast(pred == tf.cast(y, tf.int64), tf.int64))
 
     n = len(labels)
@@ -102,26 +137,85 @@ def attack_accuracy(model, images: np.ndarray, labels: np.ndarray, attack_name: 
     return correct / max(n, 1), n
 
 
-def _shard(ctx, x, y):
-    """This replica's contiguous share of a global batch (global order is kept)."""
-    n = ctx.num_replicas_in_sync
-    size = -(-int(x.shape[0]) // n)
-    lo = ctx.replica_id_in_sync_group * size
-    return x[lo:lo + size], y[lo:lo + size]
+def adversarial_examples(model, images: np.ndarray, labels: np.ndarray, attack: Attack,
+                         threat: Threat, batch_size: int = 500, seed: int = 0,
+                         strategy: Optional[tf.distribute.Strategy] = None,
+                         spsa: Optional[SpsaOptions] = None) -> tuple[np.ndarray, np.ndarray]:
+    """The adversarial images that `attack_accuracy` scores with the same arguments.
+
+    Same attack construction, same batching and the same per-batch seed (seed, i).
+
+    Args:
+      model, images, labels, attack, threat, batch_size, seed, strategy, spsa: as for
+        `attack_accuracy`.
+
+    Returns:
+      (x_adv float32 [n, H, W, C], labels [n]) of the examples actually attacked: n = N,
+      except for SPSA, which attacks the first `spsa.spsa_examples`.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    _, attack_fn, images, labels = _attack_setup(model, attack, threat, images, labels, spsa)
+    # Shards are contiguous and in replica order, so gathering restores the batch order.
+    gather = lambda s, v: s.gather(v, axis=0)
+    batches = [np.asarray(x_adv, np.float32) for _, x_adv in map_batches(
+        tf.function(attack_fn), images, labels, batch_size, seed, strategy, gather)]
+    shape = (0, *np.shape(images)[1:])
+    adv = np.concatenate(batches) if batches else np.zeros(shape, np.float32)
+    return adv, np.asarray(labels)
+
+
+def accuracy_point(model, images: np.ndarray, labels: np.ndarray, attack: Attack,
+                   threat: Threat, batch_size: int = 500, seed: int = 0,
+                   strategy: Optional[tf.distribute.Strategy] = None,
+                   spsa: Optional[SpsaOptions] = None, **fields) -> Dict:
+    """One `attack_accuracy` measurement (no progress bar) as a JSON-ready record.
+
+    Args:
+      model, images, labels, attack, threat, batch_size, seed, strategy, spsa: as for
+        `attack_accuracy`.
+      **fields: extra entries of the record (e.g. the curve's x value).
+
+    Returns:
+      {**fields, 'attack': name, 'eps', 'eps_step', 'restarts' (the threat's), 'accuracy',
+      'examples', 'seconds'}.
+    """
+    spec = attack_spec(attack)
+    t0 = time.time()
+    acc, n = attack_accuracy(model, images, labels, spec, threat, batch_size, seed, strategy,
+                             progress=False, spsa=spsa)
+    return {**fields, "attack": spec.name, "eps": threat.eps, "eps_step": threat.eps_step,
+            "restarts": threat.restarts, "accuracy": acc, "examples": n,
+            "seconds": round(time.time() - t0, 2)}
 
 
 def evaluate_attacks(model, images: np.ndarray, labels: np.ndarray, attack_names: Sequence[str],
-                     threat: ThreatModel, batch_size: int = 500, seed: int = 0,
+                     threat: Threat, batch_size: int = 500, seed: int = 0,
                      strategy: Optional[tf.distribute.Strategy] = None,
+                     spsa: Optional[SpsaOptions] = None,
                      log: Callable[[str], None] = print) -> Dict[str, dict]:
-    """results.json entries: per attack, accuracy, number of examples, parameters and time."""
-    from lrm_tf import attacks
+    """Accuracy under each attack: the entries of results.json.
+
+    Args:
+      model, images, labels, threat, batch_size, seed, strategy, spsa: as for
+        `attack_accuracy` (images float [N, H, W, C] in [0, 1]).
+      attack_names: names such as 'clean', 'fgsm_xent', 'pgd20_cw', 'spsa100'.
+      log: where the progress lines go.
+
+    Returns:
+      {name: {'accuracy', 'examples', 'params' (family, eps, steps, loss, norm, rand_init,
+      target, eps_step for multi-step, restarts for random attacks), 'seconds'}}, in the
+      order of `attack_names`.
+
+    Raises:
+      ValueError: a bad attack name.
+    """
     results = {}
     for name in attack_names:
         spec = attacks.parse_attack(name)
         log(f"{name}:")
         t0 = time.time()
-        acc, n = attack_accuracy(model, images, labels, name, threat, batch_size, seed, strategy)
+        acc, n = attack_accuracy(model, images, labels, spec, threat, batch_size, seed, strategy,
+                                 spsa=spsa)
         params = {"family": spec.family}
         if spec.family != "clean":
             params.update(eps=threat.eps, steps=spec.steps, loss=spec.loss, norm=spec.norm,
@@ -136,7 +230,15 @@ def evaluate_attacks(model, images: np.ndarray, labels: np.ndarray, attack_names
 
 
 def results_markdown(results: Dict[str, dict], title: str = "Results") -> str:
-    """A table laid out like the papers': one row per attack, accuracy in percent."""
+    """A table laid out like the papers': one row per attack, accuracy in percent.
+
+    Args:
+      results: `evaluate_attacks`' output.
+      title: the heading.
+
+    Returns:
+      The Markdown text.
+    """
     lines = [f"# {title}", "", "| attack | accuracy | examples | parameters |",
              "|---|---:|---:|---|"]
     for name, r in results.items():
@@ -145,12 +247,22 @@ def results_markdown(results: Dict[str, dict], title: str = "Results") -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(run: RunDir, results: Dict[str, dict], title: str):
-    write_json_atomic(run.results_json, results)
-    write_text_atomic(run.results_md, results_markdown(results, title))
+def write_results(run: RunDir, results: Dict[str, dict], title: str) -> tuple[str, str]:
+    """Writes results.json and results.md in the run directory (atomically).
+
+    Args:
+      run: the run directory.
+      results: `evaluate_attacks`' output.
+      title: the heading of results.md.
+
+    Returns:
+      (json_path, md_path).
+    """
+    return write_report(run.path, "results", results, results_markdown(results, title))
 
 
-def print_table(results: Dict[str, dict], log: Callable[[str], None] = print):
+def print_table(results: Dict[str, dict], log: Callable[[str], None] = print) -> None:
+    """The results as an aligned text table (attack, accuracy in percent, examples)."""
     width = max([len(n) for n in results] + [6])
     log(f"{'attack':<{width}}  accuracy  examples")
     for name, r in results.items():
@@ -158,4 +270,5 @@ def print_table(results: Dict[str, dict], log: Callable[[str], None] = print):
 
 
 def timestamp() -> str:
+    """The local time, to the second, in ISO 8601."""
     return datetime.datetime.now().isoformat(timespec="seconds")

@@ -1,82 +1,84 @@
-"""Black-box transfer (SPEC A6): adversarial examples made on a source model, accuracy of a target.
+"""Black-box transfer: adversarial examples made on a source model, accuracy of a target.
 
-The full source x target matrix is laid out like LRM (Summers & Dinneen) tables 2 and 4:
-one row per source model, one column per target model. A cell whose source and target are
+The full source x target matrix is laid out like LRM (Summers & Dinneen 2019) tables 2 and
+4: one row per source model, one column per target model. A cell whose source and target are
 the same model object is a white-box attack and equals `evaluation.attack_accuracy` for it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from typing import Dict, Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
 
-from lrm_tf.eval import evaluation
-from lrm_tf.eval.evaluation import ThreatModel
-from lrm_tf.report.rundir import write_json_atomic, write_text_atomic
-
-
-def adversarial_examples(model, images: np.ndarray, labels: np.ndarray, attack_name: str,
-                         threat: ThreatModel, batch_size: int = 500, seed: int = 0,
-                         strategy: Optional[tf.distribute.Strategy] = None):
-    """The adversarial images that `evaluation.attack_accuracy` scores, as a float32 array.
-
-    Same attack construction, same batching and the same per-batch seed (seed, i), so the
-    images are those attack_accuracy makes with the same arguments. SPSA runs on the first
-    `threat.spsa_examples` examples only, as in attack_accuracy: returns (images, labels)
-    of the examples actually attacked.
-    """
-    strategy = strategy or tf.distribute.get_strategy()
-    _, attack, images, labels = evaluation.build_threat_attack(model, attack_name, threat,
-                                                               images, labels)
-    # Shards are contiguous and in replica order, so gathering restores the batch order.
-    gather = lambda s, v: s.gather(v, axis=0)
-    batches = [np.asarray(x_adv, np.float32) for _, x_adv in evaluation.map_batches(
-        tf.function(attack), images, labels, batch_size, seed, strategy, gather)]
-    shape = (0, *np.shape(images)[1:])
-    adv = np.concatenate(batches) if batches else np.zeros(shape, np.float32)
-    return adv, np.asarray(labels)
+from lrm_tf.config import SpsaOptions, Threat
+from lrm_tf.eval.evaluation import Attack, adversarial_examples, attack_accuracy, attack_spec
+from lrm_tf.report.writer import write_report
 
 
 def transfer_matrix(sources: Mapping[str, object], targets: Mapping[str, object],
-                    images: np.ndarray, labels: np.ndarray, attack_name: str,
-                    threat: ThreatModel, batch_size: int = 500, seed: int = 0,
+                    images: np.ndarray, labels: np.ndarray, attack: Attack,
+                    threat: Threat, batch_size: int = 500, seed: int = 0,
                     strategy: Optional[tf.distribute.Strategy] = None,
-                    progress: bool = False) -> Dict:
-    """Accuracy of every target on the adversarial examples of every source (JSON-able).
+                    progress: bool = False, spsa: Optional[SpsaOptions] = None) -> Dict:
+    """Accuracy of every target on the adversarial examples of every source.
 
-    Each source's examples are made once and then scored on each target with
-    `evaluation.attack_accuracy(target, x_adv, labels, 'clean', ...)`, i.e. the same
-    accuracy loop as white-box evaluation.
+    Each source's examples are made once (`evaluation.adversarial_examples`) and then scored
+    on each target with `evaluation.attack_accuracy(target, x_adv, labels, 'clean', ...)`,
+    i.e. the same accuracy loop as white-box evaluation.
+
+    Args:
+      sources: name -> model (Keras, SavedModel or callable images -> logits) to attack.
+      targets: name -> model to score; the same object as a source makes a white-box cell.
+      images: float [N, H, W, C] in [0, 1]; labels: int [N].
+      attack: an attack name ('pgd7_xent') or an `AttackSpec`.
+      threat, batch_size, seed, strategy, spsa: as for `evaluation.attack_accuracy` (SPSA
+        attacks the first `spsa.spsa_examples` examples only).
+      progress: progress bars while scoring.
+
+    Returns:
+      A JSON-able dict: attack, sources, targets, accuracy[source][target] in [0, 1],
+      examples, white_box ([source, target] pairs), threat, seed, seconds per source.
+
+    Raises:
+      ValueError: no source or no target.
     """
     if not sources or not targets:
         raise ValueError("transfer_matrix needs at least one source and one target model")
+    spec = attack_spec(attack)
     accuracy, white_box, seconds = {}, [], {}
     examples = None
     for source_name, source in sources.items():
         t0 = time.time()
-        x_adv, y = adversarial_examples(source, images, labels, attack_name, threat,
-                                        batch_size, seed, strategy)
+        x_adv, y = adversarial_examples(source, images, labels, spec, threat, batch_size, seed,
+                                        strategy, spsa)
         examples = len(y)
         accuracy[source_name] = {}
         for target_name, target in targets.items():
-            acc, _ = evaluation.attack_accuracy(target, x_adv, y, "clean", threat, batch_size,
-                                                seed, strategy, progress=progress)
+            acc, _ = attack_accuracy(target, x_adv, y, "clean", threat, batch_size, seed,
+                                     strategy, progress=progress)
             accuracy[source_name][target_name] = acc
             if target is source:
                 white_box.append([source_name, target_name])
         seconds[source_name] = round(time.time() - t0, 2)
-    return {"attack": attack_name, "sources": list(sources), "targets": list(targets),
+    return {"attack": spec.name, "sources": list(sources), "targets": list(targets),
             "accuracy": accuracy, "examples": examples, "white_box": white_box,
             "threat": dataclasses.asdict(threat), "seed": seed, "seconds": seconds}
 
 
 def transfer_markdown(matrix: Dict, title: Optional[str] = None) -> str:
-    """The matrix as a table laid out like LRM table 2: rows = source, columns = target."""
+    """The matrix as a table laid out like LRM table 2: rows = source, columns = target.
+
+    Args:
+      matrix: `transfer_matrix`'s output.
+      title: the heading (default: 'Black-box transfer: <attack>').
+
+    Returns:
+      The Markdown text; white-box cells are starred.
+    """
     threat = matrix["threat"]
     title = title or f"Black-box transfer: {matrix['attack']}"
     white_box = {tuple(pair) for pair in matrix["white_box"]}
@@ -98,9 +100,15 @@ def transfer_markdown(matrix: Dict, title: Optional[str] = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_transfer(out_dir: str, matrix: Dict, name: str = "transfer"):
-    """Writes `<name>.json` and `<name>.md` in out_dir atomically; returns their paths."""
-    json_path, md_path = os.path.join(out_dir, f"{name}.json"), os.path.join(out_dir, f"{name}.md")
-    write_json_atomic(json_path, matrix)
-    write_text_atomic(md_path, transfer_markdown(matrix))
-    return json_path, md_path
+def write_transfer(out_dir: str, matrix: Dict, name: str = "transfer") -> tuple[str, str]:
+    """Writes `<name>.json` and `<name>.md` in `out_dir` (atomically).
+
+    Args:
+      out_dir: the directory (created if missing).
+      matrix: `transfer_matrix`'s output.
+      name: the file stem ('transfer', or 'transfer_<attack>' when several attacks run).
+
+    Returns:
+      (json_path, md_path).
+    """
+    return write_report(out_dir, name, matrix, transfer_markdown(matrix))

@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from attack_test_utils import make_batch, make_conv_model  # noqa: E402
 
 from lrm_tf.attacks import build_attack  # noqa: E402
+from lrm_tf.config import SpsaOptions, Threat  # noqa: E402
 
 ATTACKS = ["clean", "fgsm_xent", "rfgsm_xent", "pgd5_xent", "pgd5_l2_cw", "iter5_ll",
            "pgd5_rand", "r_step_rand", "spsa3"]
@@ -39,8 +40,8 @@ def main():
     x_dist, y_dist = per_replica(x), per_replica(y)
     report = {"replicas": strategy.num_replicas_in_sync}
     for name in ATTACKS:
-        attack = build_attack(name, model, eps=0.1, eps_step=0.03, restarts=2,
-                              spsa_samples=8)
+        attack = build_attack(name, model, Threat(eps=0.1, eps_step=0.03, restarts=2),
+                              SpsaOptions(spsa_samples=8))
         single = tf.function(attack)(x, y, seed)
         distributed_fn = tf.function(lambda xs, ys: strategy.run(attack, args=(xs, ys, seed)))
         gathered = strategy.gather(distributed_fn(x_dist, y_dist), axis=0)

@@ -8,6 +8,7 @@ from cleverhans.tf2.attacks.projected_gradient_descent import (
 
 from lrm_tf.attacks import (build_attack, cw_loss, fast_gradient_method,
                             projected_gradient_descent)
+from lrm_tf.config import Threat
 
 TOLERANCE = 1e-5
 NORMS = [("linf", np.inf, 0.1, 0.02), ("l2", 2, 1.0, 0.25)]
@@ -68,5 +69,5 @@ def test_build_attack_iter_name_is_cleverhans_bim(logits_fn, batch):
     x, y = batch
     expected = ch_pgd(logits_fn, x, 0.1, 0.02, 7, np.inf, clip_min=0.0, clip_max=1.0, y=y,
                       rand_init=False)
-    attack = build_attack("iter7_xent", logits_fn, eps=0.1, eps_step=0.02)
+    attack = build_attack("iter7_xent", logits_fn, Threat(eps=0.1, eps_step=0.02))
     assert max_diff(attack(x, y, tf.constant([3, 4])), expected) < TOLERANCE

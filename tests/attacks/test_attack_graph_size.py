@@ -6,6 +6,7 @@ from cleverhans.tf2.attacks.projected_gradient_descent import (
     projected_gradient_descent as ch_pgd)
 
 from lrm_tf.attacks import build_attack
+from lrm_tf.config import SpsaOptions, Threat
 
 SPEC = tf.TensorSpec([4, 8, 8, 1], tf.float32)
 LABELS = tf.TensorSpec([4], tf.int64)
@@ -22,8 +23,8 @@ def op_count(fn, *specs):
 @pytest.mark.parametrize("family", ["pgd{}_xent", "pgd{}_l2_cw", "iter{}_ll", "spsa{}"])
 def test_graph_does_not_grow_with_steps(logits_fn, family):
     def attack(steps):
-        return build_attack(family.format(steps), logits_fn, eps=0.1, eps_step=0.01,
-                            restarts=3, spsa_samples=8)
+        return build_attack(family.format(steps), logits_fn,
+                            Threat(eps=0.1, eps_step=0.01, restarts=3), SpsaOptions(spsa_samples=8))
     small = op_count(attack(10), SPEC, LABELS, SEED)
     large = op_count(attack(1000), SPEC, LABELS, SEED)
     assert large <= small

@@ -1,9 +1,13 @@
 """Attack names: the SPEC 5a contract parses; bad names raise one clear ValueError."""
+import dataclasses
+
 import pytest
 import tensorflow as tf
 
-from lrm_tf.attacks import (FAMILIES, KURAKIN_SUITE, AttackSpec, build_attack, grammar,
+from lrm_tf.attacks import (FAMILIES, KURAKIN_SUITE, AttackSpec, FgsmOptions, build_attack,
+                            evaluated_examples, family_options, format_attack, grammar,
                             parse_attack)
+from lrm_tf.config import SpsaOptions, Threat
 
 GOOD = {
     "clean": ("clean", 0, "none", "none", False, "none"),
@@ -67,11 +71,39 @@ def test_every_registered_family_builds(logits_fn, batch):
     for family in FAMILIES:
         name = {"clean": "clean", "fgsm": "fgsm_xent", "pgd": "pgd2_xent",
                 "spsa": "spsa1"}[family]
-        x_adv = build_attack(name, logits_fn, eps=0.05, eps_step=0.01, spsa_samples=4)(
+        x_adv = build_attack(name, logits_fn, Threat(eps=0.05, eps_step=0.01),
+                             SpsaOptions(spsa_samples=4))(
             x, y, tf.constant([0, 0]))
         assert x_adv.shape == x.shape
 
 
 def test_build_attack_rejects_bad_random_step(logits_fn):
     with pytest.raises(ValueError, match="random step"):
-        build_attack("rfgsm_xent", logits_fn, eps=0.1, eps_step=0.0, rand_step_alpha=0.2)
+        build_attack("rfgsm_xent", logits_fn, Threat(eps=0.1, eps_step=0.1),
+                     FgsmOptions(rand_step_alpha=0.2))
+
+
+@pytest.mark.parametrize("name", sorted(GOOD))
+def test_format_attack_is_the_inverse_of_parse(name):
+    spec = parse_attack(name)
+    assert parse_attack(format_attack(spec)) == dataclasses.replace(spec, name=format_attack(spec))
+
+
+def test_replace_renames_the_variant():
+    spec = parse_attack("pgd20_cw").replace(steps=1000)
+    assert spec == parse_attack("pgd1000_cw")
+    assert parse_attack("iter10_ll").replace(steps=3).name == "iter3_ll"
+    assert parse_attack("pgd40_l2_xent").replace(loss="cw").name == "pgd40_l2_cw"
+    with pytest.raises(ValueError):
+        parse_attack("spsa100").replace(norm="l2")
+
+
+def test_family_options_and_evaluated_examples():
+    spsa = SpsaOptions(spsa_samples=8, spsa_examples=12)
+    assert family_options("spsa10", spsa) is spsa
+    assert family_options("spsa10") == SpsaOptions()
+    assert family_options("pgd10_xent", spsa) is None  # another family's options: ignored
+    assert family_options("rfgsm_xent", spsa) == FgsmOptions()
+    assert evaluated_examples("spsa10", spsa) == 12 and evaluated_examples("pgd10_xent", spsa) == 0
+    with pytest.raises(TypeError, match="SpsaOptions"):
+        family_options("spsa10", {"spsa_samples": 8})

@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 from lrm_tf.attacks import build_attack, projected_gradient_descent
+from lrm_tf.config import SpsaOptions, Threat
 
 EPS = 0.1
 L2_EPS = 1.0
@@ -28,8 +29,9 @@ def perturbation_sizes(x_adv, x, norm):
 @pytest.mark.parametrize("name,eps,norm", RANDOM_ATTACKS)
 def test_random_attack_in_ball_in_range_and_seeded(logits_fn, batch, name, eps, norm):
     x, y = batch
-    attack = tf.function(build_attack(name, logits_fn, eps=eps, eps_step=eps / 4, restarts=2,
-                                      spsa_samples=8))
+    attack = tf.function(build_attack(name, logits_fn,
+                                      Threat(eps=eps, eps_step=eps / 4, restarts=2),
+                                      SpsaOptions(spsa_samples=8)))
     seed_a, seed_b = tf.constant([1, 2], tf.int64), tf.constant([1, 3], tf.int64)
     first = attack(x, y, seed_a)
     again = attack(x, y, seed_a)

@@ -6,6 +6,7 @@ import tensorflow as tf
 from attack_test_utils import NUM_CLASSES, make_batch, make_linear_model
 from lrm_tf.attacks import (_common, build_attack, least_likely_target,
                             projected_gradient_descent, random_target, restart_seed, xent_loss)
+from lrm_tf.config import Threat
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +49,8 @@ def test_restarts_never_raise_accuracy_in_graph_mode(linear_fn):
     seed = tf.constant([5, 6], tf.int64)
 
     def accuracy(restarts):
-        attack = tf.function(build_attack("pgd3_cw", linear_fn, eps=0.03, eps_step=0.01,
-                                          restarts=restarts))
+        attack = tf.function(build_attack("pgd3_cw", linear_fn,
+                                          Threat(eps=0.03, eps_step=0.01, restarts=restarts)))
         return np.mean(np.argmax(linear_fn(attack(x, y, seed)), 1) == y.numpy())
     assert accuracy(5) <= accuracy(1)
 
@@ -80,7 +81,7 @@ def test_random_target_is_uniform_over_wrong_classes():
 def test_targeted_variants_reach_their_target(linear_fn, name, eps):
     x, y = make_batch(128)
     seed = tf.constant([1, 2])
-    attack = build_attack(name, linear_fn, eps=eps, eps_step=eps / 5)
+    attack = build_attack(name, linear_fn, Threat(eps=eps, eps_step=eps / 5))
     x_adv = attack(x, y, seed)
     if name.endswith("_ll"):
         targets = least_likely_target(linear_fn(x)).numpy()
@@ -95,12 +96,12 @@ def test_targeted_variants_reach_their_target(linear_fn, name, eps):
 
 
 def test_untargeted_with_predicted_labels(linear_fn):
-    """use_true_labels=False attacks the clean prediction, as CleverHans does with y=None."""
+    """attack_true_labels=False attacks the clean prediction, as CleverHans does with y=None."""
     x, _ = make_batch(16)
-    attack = build_attack("iter5_xent", linear_fn, eps=0.05, eps_step=0.01,
-                          use_true_labels=False)
+    attack = build_attack("iter5_xent", linear_fn,
+                          Threat(eps=0.05, eps_step=0.01, attack_true_labels=False))
     expected = projected_gradient_descent(linear_fn, x, None, eps=0.05, eps_step=0.01, steps=5,
                                           rand_init=False)
     np.testing.assert_array_equal(attack(x, None, [0, 0]).numpy(), expected.numpy())
     with pytest.raises(ValueError, match="y is required"):
-        build_attack("iter5_xent", linear_fn, eps=0.05, eps_step=0.01)(x, None, [0, 0])
+        build_attack("iter5_xent", linear_fn, Threat(eps=0.05, eps_step=0.01))(x, None, [0, 0])

@@ -13,6 +13,7 @@ import tensorflow as tf
 from lrm_tf.attacks import _common, build_attack
 from lrm_tf.attacks.spsa import (draw_signs, initial_perturbation, spsa, spsa_gradient_estimate,
                                  spsa_loss)
+from lrm_tf.config import SpsaOptions, Threat
 
 NUM_CLASSES = 10
 SHAPE = (4, 4, 1)
@@ -149,8 +150,8 @@ def test_spsa_early_stop_freezes_examples(linear):
 def test_spsa_on_keras_conv_model_batch(conv_model, batch):
     """spsa100-style attack on a Keras 3 model, batch of 16, eagerly and in a tf.function."""
     x, y = batch
-    attack = build_attack("spsa4", conv_model, eps=0.05, eps_step=0.0, spsa_samples=16,
-                          spsa_chunk_samples=8)
+    attack = build_attack("spsa4", conv_model, Threat(eps=0.05, eps_step=0.01),
+                          SpsaOptions(spsa_samples=16, spsa_chunk_samples=8))
     eager = attack(x, y, tf.constant([0, 1]))
     graph = tf.function(attack)(x, y, tf.constant([0, 1]))
     np.testing.assert_allclose(eager.numpy(), graph.numpy(), atol=1e-5)

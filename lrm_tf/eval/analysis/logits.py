@@ -1,0 +1,74 @@
+"""Logit distributions on clean and adversarial data (LRM, Summers & Dinneen 2019, figs. 1
+and 2; per-class sums of |z| as Shafahi et al. 2019, fig. 11)."""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from lrm_tf.attacks import as_logits_fn
+from lrm_tf.eval.analysis.common import batched, histogram, shared_edges, summary_stats
+from lrm_tf.report.plotting import pyplot, save_figure
+
+
+def logits_of(model, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    logits_fn = tf.function(as_logits_fn(model))
+    return batched(lambda x: logits_fn(x), batch_size, np.asarray(images, np.float32))[0]
+
+
+def logit_distributions(model, images: np.ndarray, labels: np.ndarray,
+                        adv_images: Optional[np.ndarray] = None, batch_size: int = 500,
+                        attack_name: str = "") -> Dict:
+    """Logit statistics on clean (and adversarial) images: LRM figs. 1-2, Shafahi fig. 11.
+
+    variance: of all logit values pooled over examples and classes (the "variance of the
+    logits" LRM sec. 3.1 reports); mean_example_variance: variance across classes, averaged
+    over examples; sum_abs_per_class: sum over examples of |z_c| (Shafahi fig. 11).
+    """
+    labels = np.asarray(labels)
+    sets = {"clean": logits_of(model, images, batch_size)}
+    if adv_images is not None:
+        sets["adversarial"] = logits_of(model, adv_images, batch_size)
+    edges = shared_edges(*sets.values())
+    result = {"attack": attack_name if adv_images is not None else None,
+              "examples": int(len(labels))}
+    for name, z in sets.items():
+        true_logit = z[np.arange(len(labels)), labels]
+        result[name] = {
+            **summary_stats(z),
+            "mean_example_variance": float(z.var(axis=1).mean()),
+            "accuracy": float((z.argmax(axis=1) == labels).mean()),
+            "true_class_logit": summary_stats(true_logit),
+            "sum_abs_per_class": [float(v) for v in np.abs(z).sum(axis=0)],
+            "histogram": histogram(z, edges),
+        }
+    return result
+
+
+def plot_logit_distributions(result: Dict, path: str):
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    colors = {"clean": "tab:blue", "adversarial": "tab:red"}
+    for name in ("clean", "adversarial"):
+        if name not in result:
+            continue
+        r = result[name]
+        h = r["histogram"]
+        edges = np.asarray(h["edges"])
+        label = (f"{name}{' (' + result['attack'] + ')' if name == 'adversarial' else ''}: "
+                 f"variance {r['variance']:.3g}, accuracy {100 * r['accuracy']:.1f}%")
+        axes[0].stairs(h["counts"], edges, color=colors[name], label=label, linewidth=1.5)
+        axes[1].bar(np.arange(len(r["sum_abs_per_class"])) + (0.2 if name != "clean" else -0.2),
+                    r["sum_abs_per_class"], width=0.4, color=colors[name], label=name)
+    axes[0].set_xlabel("logit value z_c (all examples and classes)")
+    axes[0].set_ylabel("count")
+    axes[0].set_title("Distribution of logits (LRM figs. 1, 2)")
+    axes[0].legend(fontsize=8)
+    axes[1].set_xlabel("class c")
+    axes[1].set_ylabel("sum over examples of |z_c|")
+    axes[1].set_title("Logit magnitude per class (Shafahi fig. 11)")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(f"Logits on {result['examples']} test examples", fontsize=11)
+    save_figure(fig, path)
