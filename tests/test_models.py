@@ -40,3 +40,33 @@ def test_weight_decay_is_tf1_l2_loss_of_kernels():
 def test_unknown_model():
     with pytest.raises(ValueError, match="choose one of"):
         models.build_model("vgg", (32, 32, 3), 10)
+
+
+def test_argument_the_model_does_not_take_is_rejected():
+    with pytest.raises(ValueError, match="resnet18 takes no argument depth"):
+        models.build_model("resnet18", (32, 32, 3), 10, depth=50)
+    with pytest.raises(ValueError, match="wide_resnet takes no argument filters"):
+        models.build_model("wide_resnet", (32, 32, 3), 10, filters=3)
+    assert models.model_arguments("wide_resnet") == ("depth", "width")
+    assert models.model_arguments("resnet8") == ()
+
+
+def test_build_leaves_global_state_alone():
+    """Same seed, same weights, without reseeding the global generators or changing the
+    global dtype policy; synchronized batch norm is per build."""
+    import random
+
+    import keras
+    random.seed(11)
+    expected_draw = random.random()
+    random.seed(11)
+    a = models.build_model("resnet8", (32, 32, 3), 10, seed=4, synchronized_bn=True,
+                           mixed_precision="mixed_bfloat16")
+    assert random.random() == expected_draw
+    assert keras.config.dtype_policy().name == "float32"
+    b = models.build_model("resnet8", (32, 32, 3), 10, seed=4)
+    for x, y in zip(a.weights, b.weights):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    bns = lambda m: [l for l in m.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert bns(a) and all(l.synchronized for l in bns(a))
+    assert not any(l.synchronized for l in bns(b))
