@@ -17,6 +17,8 @@ import dataclasses
 import re
 from typing import Any, Callable, Optional
 
+from lrm_tf.data.registry import DATASETS
+
 Check = Callable[[Any], Optional[str]]  # value -> None if fine, else what is wrong
 
 
@@ -154,19 +156,20 @@ def _type_problem(kind, value):
 @dataclasses.dataclass(frozen=True)
 class DataConfig(Config):
     """Where the images come from (`lrm_tf.data`)."""
-    dataset: str = setting("digits", "mnist, cifar10, cifar100, svhn_cropped, or digits "
-                           "(scikit-learn's 8x8 digits, embedded, offline)")
+    dataset: str = setting("digits", f"one of {', '.join(DATASETS)} (digits: scikit-learn's 8x8 "
+                           "digits, embedded, offline)")
     data_dir: str = setting("", "a TFDS data directory")
     local_data: str = setting("", "a folder with the upstream files (MNIST idx .gz, "
                               "cifar-10-batches-py/, cifar-100-python/, SVHN *_32x32.mat)")
     synthetic_data: int = setting(0, "use N random training images of the dataset's shape (and "
                                   "N/2 test images) instead of real data: dry runs and tests",
                                   check=at_least(0))
-    svhn_extra: bool = setting(False, "svhn_cropped: train on train + extra (604,388 images, as "
-                               "Summers & Dinneen do) instead of train (73,257)")
+    svhn_extra: bool = setting(False, "svhn_cropped: train on train + extra (%s images, as "
+                               "Summers & Dinneen do) instead of train (%s)" % (
+                                   f"{DATASETS['svhn_cropped'].train_size + DATASETS['svhn_cropped'].extra_size:,}",
+                                   f"{DATASETS['svhn_cropped'].train_size:,}"))
 
     def check(self):
-        from lrm_tf.data.registry import DATASETS  # TensorFlow-free
         if self.dataset not in DATASETS:
             raise ConfigError("dataset", self.dataset, f"choose one of {', '.join(DATASETS)}")
         if self.svhn_extra and self.dataset != "svhn_cropped":
@@ -179,7 +182,7 @@ class DataConfig(Config):
 class ModelConfig(Config):
     """Which network (`lrm_tf.models`); `depth` and `width` are wide_resnet's only."""
     model: str = setting("mnist_cnn", "mnist_cnn, resnet_simple, resnet18, resnet8, wide_resnet")
-    depth: int = setting(28, "wide_resnet depth (28, 32, 34, ...: 6n + 4, n >= 1)", check=at_least(8))
+    depth: int = setting(28, "wide_resnet depth (28, 32, 34, ...)", check=at_least(8))
     width: int = setting(10, "wide_resnet width factor", check=at_least(1))
 
 
@@ -310,6 +313,10 @@ class Objective(Config):
         return bool(self.adv_train)
 
 
+def _threat_defaults(name: str) -> str:
+    return ", ".join(f"{d} {getattr(info, name):.4g}" for d, info in DATASETS.items())
+
+
 @dataclasses.dataclass(frozen=True)
 class Threat(Config):
     """The threat model of an attack, in the model's input scale ([0, 1] by default).
@@ -319,9 +326,9 @@ class Threat(Config):
     model (`lrm_tf.data.registry`) when not given.
     """
     eps: float = setting(help="attack budget in the [0, 1] input scale (default: the dataset's: "
-                         "MNIST 0.3, CIFAR 8/255, SVHN 12/255)", kind="float", check=positive)
-    eps_step: float = setting(help="PGD step size (default: the dataset's: MNIST 0.01, CIFAR "
-                              "2/255, SVHN 3/255)", kind="float", check=positive)
+                         + _threat_defaults("eps") + ")", kind="float", check=positive)
+    eps_step: float = setting(help="PGD step size (default: the dataset's: "
+                              + _threat_defaults("eps_step") + ")", kind="float", check=positive)
     restarts: int = setting(1, "random restarts of attacks with a random start (worst case per "
                             "example kept)", check=at_least(1))
     attack_true_labels: bool = setting(True, "untargeted attacks use the true labels (else the "
