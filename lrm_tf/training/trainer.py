@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from lrm_tf import data as data_lib
 from lrm_tf import models
-from lrm_tf.training import distribute
+from lrm_tf.training import distribute, keras_compat
 from lrm_tf.config import Objective, Threat, TrainConfig
 from lrm_tf.objectives.compose import compute_objective
 from lrm_tf.objectives.terms import term_names
@@ -49,6 +49,7 @@ class RobustTrainer(keras.Model):
         self.term_trackers = {name: keras.metrics.Mean(name=name)
                               for name in ["loss", *term_names(objective, weight_decay > 0)]}
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self.multi_worker = False  # set by build_trainer under MultiWorkerMirroredStrategy
 
     def call(self, x, training=False):
         return self.net(x, training=training)
@@ -84,21 +85,6 @@ class RobustTrainer(keras.Model):
         self.accuracy_tracker.update_state(y, out.accuracy_logits)
         return self._logs(self.metrics)
 
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras 3 (TF backend) gets the shapes of the first distributed batch by reducing the
-        # (x, y) structure with strategy.reduce; MultiWorkerMirroredStrategy cannot reduce a
-        # nested structure ("Attempt to convert a value (PerReplica...)"). One local replica's
-        # values carry the same shapes, so hand those to Keras instead.
-        strategy = self._distribute_strategy
-        if iterator is not None and strategy is not None:
-            for _, _, it in iterator:
-                data_batch = keras.tree.map_structure(
-                    lambda v: (strategy.experimental_local_results(v)[0]
-                               if isinstance(v, tf.distribute.DistributedValues) else v), next(it))
-                break
-            iterator = None
-        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-
     def test_step(self, data):
         x, y = data
         logits = self.net(x, training=False)
@@ -109,12 +95,7 @@ class RobustTrainer(keras.Model):
 
     def _logs(self, metrics):
         logs = {m.name: m.result() for m in metrics}
-        if distribute.is_multi_worker(self._distribute_strategy):
-            # Keras 3 reduces each logged value across workers with strategy.reduce(MEAN,
-            # axis=0), which fails on scalars (tensorflow/tensorflow#72388): give it [1] vectors,
-            # which it averages back to scalars.
-            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
-        return logs
+        return keras_compat.multiworker_logs(logs) if self.multi_worker else logs
 
 
 class _EpochExtras(keras.callbacks.Callback):
@@ -237,6 +218,10 @@ def build_trainer(net: keras.Model, objective: Objective, num_classes: int, cfg:
         # float16 gradients underflow without it; bfloat16 has float32's exponent range.
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     trainer.compile(optimizer=optimizer, jit_compile=cfg.jit_compile)
+    strategy = tf.distribute.get_strategy()
+    if distribute.is_multi_worker(strategy):
+        trainer.multi_worker = True
+        keras_compat.apply_multiworker(trainer, strategy)
     # Variables exist before a restore, so the checkpoint restores into them rather than deferring.
     optimizer.build(net.trainable_variables)
     return trainer
