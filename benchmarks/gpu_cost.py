@@ -33,13 +33,13 @@ tf.function executes them):
 Training FLOPs of a flagfile = steps x B x F x u, steps = --train_steps, else
 --train_epochs x (training images // B) (training.steps_plan), with u per image of the batch:
     no training attack                              u = 3
-        (label smoothing, logit squeezing/similarity, noise, mixup, clean logit pairing
-        only transform the batch or the loss of the one pass, compose.py)
+        (label smoothing, noise and mixup transform the batch; every term of the objective
+        term table, lrm_tf/objectives/terms.py, is a function of the one pass's logits)
     PGD-k / FGSM training attack                    u = k a + 3 m
-        a = attack pass cost; m = 2 when the objective needs clean logits (adv_alpha > 0,
-        ALP, decoupled pairing / LRM, CLP: Objective.needs_clean_logits) and clean and
-        adversarial images go through one concatenated pass of 2B (compose.py); m = 1 for
-        adversarial examples only (adv_alpha = 0, no pairing).
+        a = attack pass cost; m = 2 when an active term of the term table needs the clean
+        logits (`terms.needs_clean_logits`: the clean cross-entropy with adv_alpha > 0, ALP,
+        the decoupled pairing / LRM, CLP) and clean and adversarial images go through one
+        concatenated pass of 2B (compose.py); m = 1 for adversarial examples only.
 Evaluation FLOPs per attack and example, times F, over --eval_examples (0: the test set):
     clean 1; FGSM a + 1; PGD-k R k a + 1; SPSA-n R n s + 1 on the first --spsa_examples only,
     s = --spsa_samples: each iteration evaluates s probes x +/- delta v (s/2 mirrored
@@ -165,7 +165,7 @@ def table_label(cell: str) -> str:
 class ModelKey:
     model: str
     dataset: str
-    depth: Optional[int] = None  # wide_resnet only: build_model ignores them otherwise
+    depth: Optional[int] = None  # wide_resnet only (the other models take no depth/width)
     width: Optional[int] = None
 
     @staticmethod
@@ -182,8 +182,10 @@ class ModelKey:
     def build(self):
         from lrm_tf import data, models
         info = data.DATASETS[self.dataset]
-        return models.build_model(self.model, info.image_shape, info.num_classes,
-                                  self.depth or 28, self.width or 10, seed=0)
+        shape = ({"depth": self.depth or 28, "width": self.width or 10}
+                 if "depth" in models.model_arguments(self.model) else {})
+        return models.build_model(self.model, info.image_shape, info.num_classes, seed=0,
+                                  **shape)
 
     @property
     def image_shape(self):
@@ -340,11 +342,13 @@ def attack_units(name: str, attack_pass_cost: float, restarts: int, spsa_samples
 
 
 def needs_clean_logits(flagfile: Flagfile) -> bool:
-    """The project's own rule (Objective.needs_clean_logits) on this flagfile's values."""
-    from lrm_tf.objectives.compose import Objective
-    return Objective(adv_train=flagfile.adv_train, adv_alpha=flagfile.adv_alpha,
-                     alp_weight=flagfile.alp_weight, pairing_ratio=flagfile.pairing_ratio,
-                     clean_pairing=flagfile.clean_pairing).needs_clean_logits()
+    """Whether a training step also runs the clean images: the term table's own rule
+    (lrm_tf.objectives.terms.needs_clean_logits) on this flagfile's objective."""
+    from lrm_tf.config import Objective
+    from lrm_tf.objectives import terms
+    fields = [f.name for f in dataclasses.fields(Objective)]
+    return terms.needs_clean_logits(Objective(**{n: flagfile.flags[n] for n in fields
+                                                 if n in flagfile.flags}))
 
 
 def training_steps(flagfile: Flagfile) -> int:
@@ -633,7 +637,7 @@ def measure_markdown(flops: Dict[ModelKey, ModelFlops], models: List[str], batch
     from lrm_tf import data, training
     from lrm_tf.attacks import _common
     from lrm_tf.attacks.losses import get_loss
-    from lrm_tf.objectives.compose import Objective
+    from lrm_tf.config import Objective
     keys = [k for k in sorted(flops, key=lambda k: flops[k].profiled)
             if not models or k.model in models]
     devices = ", ".join(d.device_type for d in tf.config.list_logical_devices())
