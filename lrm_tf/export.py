@@ -39,7 +39,12 @@ class _Serving(tf.Module):
 
 
 def export_saved_model(net: keras.Model, path: str):
-    """Writes a SavedModel with a fixed-shape float32 signature (wrong shapes/dtypes are rejected)."""
+    """Writes a SavedModel with a fixed-shape float32 signature (wrong shapes/dtypes are rejected).
+
+    Args:
+      net: the classifier, images [B, H, W, C] float32 in [0, 1] -> logits [B, classes].
+      path: the SavedModel folder; replaced only once the new export is complete.
+    """
     input_shape = tuple(net.input_shape[1:])
     module = _Serving(net, input_shape)
     tmp = path.rstrip("/") + ".tmp"
@@ -51,6 +56,7 @@ def export_saved_model(net: keras.Model, path: str):
 
 
 def save_keras(net: keras.Model, path: str):
+    """Writes `net` as a native `.keras` file at `path`, atomically (temporary file, rename)."""
     tmp = path + ".tmp.keras"
     net.save(tmp)
     os.replace(tmp, path)

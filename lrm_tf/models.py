@@ -270,13 +270,28 @@ def build_model(name: str, input_shape, num_classes: int, *, seed: int | None = 
 
 
 def decayed_kernels(model: keras.Model):
-    """The weights Madry's code puts under weight decay: conv and dense kernels, not biases or BN."""
+    """The weights Madry's code puts under weight decay: conv and dense kernels, not biases or BN.
+
+    Args:
+      model: a model of `build_model`.
+
+    Returns:
+      list of kernel variables.
+    """
     return [w for layer in model.layers if isinstance(layer, (layers.Conv2D, layers.Dense))
             for w in [layer.kernel]]
 
 
 def weight_decay_loss(model: keras.Model, weight_decay: float):
-    """TF1 `l2_loss` convention: weight_decay * sum(w^2) / 2 (Madry et al., cifar10_challenge)."""
+    """TF1 `l2_loss` convention: weight_decay * sum(w^2) / 2 (Madry et al., cifar10_challenge).
+
+    Args:
+      model: a model of `build_model`.
+      weight_decay: the coefficient wd (0: no decay).
+
+    Returns:
+      scalar float32 tensor, wd * sum over `decayed_kernels` of sum(w^2) / 2.
+    """
     if not weight_decay:
         return tf.constant(0.0)
     return weight_decay * tf.add_n([tf.nn.l2_loss(k) for k in decayed_kernels(model)])

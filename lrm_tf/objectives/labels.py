@@ -12,7 +12,18 @@ def _num_classes(labels, dtype):
 
 
 def smooth_labels_lrm(labels_onehot, s):
-    """LRM eq. 8 (Summers & Dinneen): 1-s on the true class, s/(C-1) on the others."""
+    """LRM eq. 8 (Summers & Dinneen 2019): 1-s on the true class, s/(C-1) on the others.
+
+    Args:
+      labels_onehot: [batch, C] one-hot labels.
+      s: smoothing in [0, 1 - 1/C] (a Python number is checked; a tensor is not).
+
+    Returns:
+      [batch, C] soft labels, rows summing to 1.
+
+    Raises:
+      ValueError: a Python `s` outside [0, 1 - 1/C].
+    """
     labels_onehot = tf.convert_to_tensor(labels_onehot)
     dtype = labels_onehot.dtype
     num_classes_static = labels_onehot.shape[-1]
@@ -31,7 +42,18 @@ def smooth_labels_lrm(labels_onehot, s):
 
 
 def smooth_labels_shafahi(labels_onehot, a):
-    """Shafahi et al. sec. 3: y_warm = y_hot - a * (y_hot - 1/C), a in [0, 1]."""
+    """Shafahi et al. 2019 eq. 3: y_warm = y_hot - a * (y_hot - 1/C), a in [0, 1].
+
+    Args:
+      labels_onehot: [batch, C] one-hot labels.
+      a: smoothing in [0, 1] (a Python number is checked).
+
+    Returns:
+      [batch, C] soft labels, rows summing to 1.
+
+    Raises:
+      ValueError: a Python `a` outside [0, 1].
+    """
     labels_onehot = tf.convert_to_tensor(labels_onehot)
     dtype = labels_onehot.dtype
     if isinstance(a, numbers.Real) and not 0.0 <= a <= 1.0:
@@ -43,7 +65,15 @@ def smooth_labels_shafahi(labels_onehot, a):
 
 
 def soft_cross_entropy(soft_labels, logits):
-    """Softmax cross-entropy -sum_c y_c log softmax(z)_c per example (the data loss with hard, smoothed or mixed labels) -> [batch]."""
+    """Softmax cross-entropy -sum_c y_c log softmax(z)_c per example (the data loss).
+
+    Args:
+      soft_labels: [batch, C] hard, smoothed or mixed labels.
+      logits: [batch, C].
+
+    Returns:
+      [batch] cross-entropies, in nats.
+    """
     logits = tf.convert_to_tensor(logits)
     soft_labels = tf.cast(soft_labels, logits.dtype)
     return -tf.reduce_sum(soft_labels * tf.nn.log_softmax(logits, axis=-1), axis=-1)

@@ -12,6 +12,13 @@ def logit_similarity(logits, gamma):
     Returns the unweighted term (the caller multiplies by beta'). The 1/|b| is
     part of the published formula, for the same reason as in
     `logit_squeeze_batch` (see there, also for tf.distribute).
+
+    Args:
+      logits: [batch, C] logits Z.
+      gamma: the scalar target of every logit.
+
+    Returns:
+      scalar.
     """
     logits = tf.convert_to_tensor(logits)
     gamma = to_dtype(gamma, logits.dtype)

@@ -16,7 +16,14 @@ from lrm_tf.objectives._math import row_l2_norm
 
 
 def logit_squeeze_example(logits):
-    """ALP paper sec. 4.2.3 "clean logit squeezing": mean_i ||z_i||_2 -> scalar."""
+    """Kannan et al. 2018 sec. 4.2.3 "clean logit squeezing": mean_i ||z_i||_2.
+
+    Args:
+      logits: [batch, C].
+
+    Returns:
+      scalar.
+    """
     return tf.reduce_mean(row_l2_norm(tf.convert_to_tensor(logits)))
 
 

@@ -14,6 +14,16 @@ def gaussian_noise(x, sigma, seed, clip_min=0.0, clip_max=1.0, clip=True):
     sees at evaluation (clean or attacked, attacks clip) lies inside it, so
     clipping keeps training inputs in the domain the model is evaluated on. With
     clip=False the noise is added unbounded.
+
+    Args:
+      x: [batch, H, W, C] images.
+      sigma: noise standard deviation, in the scale of x.
+      seed: int [2] seed of the stateless draw.
+      clip_min, clip_max: the input range clipped to.
+      clip: clip the noisy images.
+
+    Returns:
+      tensor shaped and typed like x.
     """
     x = tf.convert_to_tensor(x)
     noise = tf.random.stateless_normal(tf.shape(x), seed=seed, dtype=x.dtype)

@@ -57,7 +57,16 @@ def clean_logit_pairing(logits, squared=True, mean_over_classes=True):
     The pairs are (i, i + m//2). Batches arrive shuffled, so these are the
     "randomly selected" clean pairs of the paper. With an odd batch the last
     example has no partner and is left out; the result is the mean over the
-    m//2 pairs, which is (2/m) * sum for even m.
+    m//2 pairs, which is (2/m) * sum for even m. The term table calls it on the
+    global batch under tf.distribute, so the pairs are those of one device.
+
+    Args:
+      logits: [m, C] clean logits.
+      squared, mean_over_classes: the distance, see the module docstring
+        (`distance_options`).
+
+    Returns:
+      scalar.
     """
     logits = tf.convert_to_tensor(logits)
     half = tf.shape(logits)[0] // 2
@@ -67,7 +76,15 @@ def clean_logit_pairing(logits, squared=True, mean_over_classes=True):
 
 
 def adversarial_logit_pairing(clean_logits, adv_logits, squared=True, mean_over_classes=True):
-    """ALP paper sec. 4.2.1: (1/m) sum_i L(f(x_i), f(x~_i)) -> scalar (Kannan et al. 2018 eq. 3 without its weight)."""
+    """Kannan et al. 2018 sec. 4.2.1 (ALP, eq. 3 without its weight): (1/m) sum_i L(f(x_i), f(x~_i)).
+
+    Args:
+      clean_logits, adv_logits: [m, C] logits of the clean and adversarial images.
+      squared, mean_over_classes: the distance, see the module docstring.
+
+    Returns:
+      scalar.
+    """
     clean_logits = tf.convert_to_tensor(clean_logits)
     adv_logits = tf.cast(adv_logits, clean_logits.dtype)
     return tf.reduce_mean(_pair_distance(clean_logits, adv_logits, squared, mean_over_classes))
@@ -108,7 +125,14 @@ def softmax_cross_entropy_between(clean_logits, adv_logits, direction="clean_to_
 
 
 def logit_norm_penalty(clean_logits, adv_logits):
-    """LRM eq. 11 regulariser: mean_i ||f(x_i)||^2 + ||f(x~_i)||^2 -> scalar."""
+    """LRM eq. 11 regulariser (Summers & Dinneen 2019): mean_i ||f(x_i)||^2 + ||f(x~_i)||^2.
+
+    Args:
+      clean_logits, adv_logits: [batch, C].
+
+    Returns:
+      scalar.
+    """
     clean_logits = tf.convert_to_tensor(clean_logits)
     adv_logits = tf.cast(adv_logits, clean_logits.dtype)
     squared_norms = tf.reduce_sum(tf.square(clean_logits), axis=-1) + tf.reduce_sum(
@@ -118,7 +142,17 @@ def logit_norm_penalty(clean_logits, adv_logits):
 
 
 def decoupled_pairing_coefficient(j_adv, h, ratio, epsilon=1e-12):
-    """LRM sec. 4.1: c = (1/ratio) * stop_gradient(J_adv / h), so that J_adv : c*h = ratio."""
+    """LRM sec. 4.1: c = (1/ratio) * stop_gradient(J_adv / h), so that J_adv : c*h = ratio.
+
+    Args:
+      j_adv: scalar training loss J.
+      h: scalar cross-entropy between the softmaxes (`softmax_cross_entropy_between`).
+      ratio: the configured J : c*h.
+      epsilon: floor on h.
+
+    Returns:
+      scalar c, without gradient.
+    """
     j_adv = tf.convert_to_tensor(j_adv)
     h = tf.cast(h, j_adv.dtype)
     # h is a cross-entropy, so h >= 0; the floor only matters when both

@@ -22,7 +22,22 @@ STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 
 def make_strategy(name: str = "default", devices: Sequence[str] = (), num_gpus: int = 0,
                   tpu: str = "") -> tf.distribute.Strategy:
-    """`devices` (e.g. ['/cpu:0', '/cpu:1']) or `num_gpus` select MirroredStrategy's replicas."""
+    """A tf.distribute strategy by name.
+
+    Args:
+      name: 'default' (the current strategy, one device), 'mirrored' (local devices),
+        'multiworker' (hosts from TF_CONFIG) or 'tpu'.
+      devices: MirroredStrategy's replicas, e.g. ['/cpu:0', '/cpu:1'].
+      num_gpus: MirroredStrategy over /gpu:0 ... when `devices` is empty.
+      tpu: the TPU's name or address (TPUClusterResolver).
+
+    Returns:
+      tf.distribute.Strategy.
+
+    Raises:
+      ValueError: an unknown name.
+      RuntimeError: 'multiworker' after TensorFlow initialised its devices.
+    """
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":

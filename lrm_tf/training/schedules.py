@@ -39,7 +39,21 @@ class WarmupPiecewise(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def make_schedule(values, boundaries=(), warmup=0, unit="epochs", steps_per_epoch=1):
-    """Builds a WarmupPiecewise from epoch- or step-counted boundaries and warm-up."""
+    """A WarmupPiecewise from epoch- or step-counted boundaries and warm-up.
+
+    Args:
+      values: learning rates, one more than `boundaries`.
+      boundaries: where the rate changes, in `unit`.
+      warmup: linear warm-up length to values[0], in `unit`.
+      unit: 'epochs' or 'steps'.
+      steps_per_epoch: converts epochs into optimizer steps (rounded).
+
+    Returns:
+      WarmupPiecewise over optimizer steps.
+
+    Raises:
+      ValueError: an unknown unit, or len(values) != len(boundaries) + 1.
+    """
     if unit not in ("epochs", "steps"):
         raise ValueError(f"schedule unit must be 'epochs' or 'steps', got {unit!r}")
     scale = steps_per_epoch if unit == "epochs" else 1

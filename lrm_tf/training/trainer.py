@@ -28,10 +28,22 @@ from lrm_tf.training.schedules import make_schedule
 
 
 class RobustTrainer(keras.Model):
-    """Wraps a classifier `net`; `train_step` builds the configured objective (the term table of `lrm_tf.objectives.terms`).
+    """Wraps a classifier `net` for `fit`; `train_step` minimises the configured objective.
 
-    Only `net` is exported; this wrapper exists for `fit`. Every active objective term is a
+    The loss is the sum of the active terms of `lrm_tf.objectives.terms` plus weight decay
+    (Madry et al.'s TF1 l2_loss convention). Only `net` is exported. Every logged term is a
     `keras.metrics.Mean` tracker, so `fit` logs epoch means of exactly what was optimised.
+
+    Args:
+      net: the classifier, images [B, H, W, C] in [0, 1] -> logits [B, num_classes].
+      objective: the training objective.
+      num_classes: C.
+      weight_decay: wd of wd * sum(w^2) / 2 over conv and dense kernels.
+      seed: the step seed is (seed, optimizer step): resumed and distributed runs draw alike.
+      threat: the training attack's threat; required when `objective.adversarial`.
+
+    Raises:
+      ValueError: adv_train without a threat.
     """
 
     def __init__(self, net: keras.Model, objective: Objective, num_classes: int,
@@ -196,6 +208,18 @@ def _latest_step(manager) -> int:
 
 
 def steps_plan(num_train: int, cfg: TrainConfig):
+    """(steps per epoch, total steps) of a run: whole batches only; train_steps > 0 wins.
+
+    Args:
+      num_train: training examples (after train_limit).
+      cfg: batch_size, train_epochs, train_steps.
+
+    Returns:
+      (num_train // batch_size, train_steps or train_epochs * steps per epoch).
+
+    Raises:
+      ValueError: the batch is larger than the training set.
+    """
     steps_per_epoch = num_train // cfg.batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size {cfg.batch_size} is larger than the {num_train} training examples")
@@ -205,7 +229,23 @@ def steps_plan(num_train: int, cfg: TrainConfig):
 
 def build_trainer(net: keras.Model, objective: Objective, num_classes: int, cfg: TrainConfig,
                   steps_per_epoch: int, threat: Optional[Threat] = None) -> RobustTrainer:
-    """Compiles a RobustTrainer with SGD+momentum and the configured schedule (call inside strategy.scope())."""
+    """A compiled RobustTrainer: SGD with momentum (or Adam) on the configured schedule.
+
+    Call inside `strategy.scope()`; under MultiWorkerMirroredStrategy it applies the Keras
+    workarounds of `keras_compat`.
+
+    Args:
+      net: the classifier, images in [0, 1] -> logits [B, num_classes].
+      objective: the training objective.
+      num_classes: C.
+      cfg: optimizer, schedule (lr_values, lr_boundaries, lr_warmup in schedule_unit),
+        weight_decay, seed, jit_compile, mixed_precision (float16 adds loss scaling).
+      steps_per_epoch: converts epoch-counted boundaries and warm-up into steps.
+      threat: the training attack's threat; required when `objective.adversarial`.
+
+    Returns:
+      RobustTrainer with its optimizer built (so a checkpoint restores into it).
+    """
     trainer = RobustTrainer(net, objective, num_classes, weight_decay=cfg.weight_decay, seed=cfg.seed,
                             threat=threat)
     schedule = make_schedule(cfg.lr_values, cfg.lr_boundaries, cfg.lr_warmup, cfg.schedule_unit,
@@ -236,6 +276,25 @@ def train(net_fn: Callable[[], keras.Model], objective: Objective, arrays: data_
     Checkpoints hold the weights and optimizer state; the optimizer's step counter says where
     to resume, and the data order depends only on (seed, epoch), so the same command resumes.
     Under a multi-worker strategy only the chief writes `run` (see `lrm_tf.training.distribute`).
+
+    Args:
+      net_fn: builds the classifier (called inside the strategy's scope).
+      objective: the training objective.
+      arrays: the data set (uint8 images, int labels, its DatasetInfo).
+      run: the run directory (checkpoints, metrics.csv, tensorboard/).
+      cfg: the optimisation settings.
+      threat: the TRAINING attack's threat (eps, eps_step, input range, restarts,
+        attack_true_labels, attack_xla_step); required when `objective.adversarial`.
+      strategy: a tf.distribute strategy (default: the current one); the global batch
+        cfg.batch_size is split across its replicas.
+      log: receives progress lines ("resuming from ...").
+
+    Returns:
+      the trained keras.Model.
+
+    Raises:
+      DivergenceError: the loss became non-finite (the last good checkpoint stays).
+      ValueError: the batch is larger than the training set, or adv_train without a threat.
     """
     strategy = strategy or tf.distribute.get_strategy()
     num_train = min(len(arrays.y_train), cfg.train_limit or len(arrays.y_train))
