@@ -31,6 +31,7 @@ give large k a smaller batch (its R uses a fwd+bwd measured at that batch) and f
     python benchmarks/bench_attacks.py --ks 10,100,1000 --k_batch 1000=16 --k_repeats 1000=1
     python benchmarks/bench_attacks.py --ks 10 --repeats 5 --torch       # quick check vs PyTorch
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,11 +69,14 @@ def _rss_mib():
 
 # --------------------------------------------------------------------------- TensorFlow side
 
+
 def _tf_setup(model_name, batch, seed=0):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # before TensorFlow: the CPU kernels lrm_tf.main uses
     import tensorflow as tf
+
     from lrm_tf import models
+
     tf.get_logger().setLevel("ERROR")
     net = models.build_model(model_name, (32, 32, 3), 10, seed=seed)
     return tf, net
@@ -91,9 +95,11 @@ class _Batch:
         def grad(x):
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
-                    y, net(x, training=False)))
+                loss = tf.reduce_sum(
+                    tf.nn.sparse_softmax_cross_entropy_with_logits(y, net(x, training=False))
+                )
             return tape.gradient(loss, x)
+
         fn = tf.function(grad, jit_compile=bool(xla))
         return lambda: fn(self.x)
 
@@ -101,10 +107,13 @@ class _Batch:
         """(traced call, trace seconds): the attack as lrm_tf.eval.evaluation runs it."""
         from lrm_tf import attacks
         from lrm_tf.config import Threat
+
         tf = self.tf
-        attack = attacks.build_attack(f"pgd{k}_xent", lambda z: self.net(z, training=False),
-                                      Threat(eps=EPS, eps_step=EPS_STEP,
-                                             attack_xla_step=bool(xla)))
+        attack = attacks.build_attack(
+            f"pgd{k}_xent",
+            lambda z: self.net(z, training=False),
+            Threat(eps=EPS, eps_step=EPS_STEP, attack_xla_step=bool(xla)),
+        )
         fn = tf.function(attack)
         t0 = time.perf_counter()
         concrete = fn.get_concrete_function(self.x, self.y, self.seed)
@@ -149,18 +158,41 @@ def _memory_child(args):
     call, trace, _ = b.pgd(args.child_k, args.child_xla)
     traced = peak()
     seconds, _ = _timed(call)
-    print(json.dumps({"k": args.child_k, "xla": bool(args.child_xla), "batch": args.memory_batch,
-                      "rss_base_mib": base, "rss_traced_mib": traced, "rss_peak_mib": peak(),
-                      "rss_end_mib": _proc_status_mib("VmRSS"), "peak_reset": reset,
-                      "seconds": seconds}))
+    print(
+        json.dumps(
+            {
+                "k": args.child_k,
+                "xla": bool(args.child_xla),
+                "batch": args.memory_batch,
+                "rss_base_mib": base,
+                "rss_traced_mib": traced,
+                "rss_peak_mib": peak(),
+                "rss_end_mib": _proc_status_mib("VmRSS"),
+                "peak_reset": reset,
+                "seconds": seconds,
+            }
+        )
+    )
 
 
 def _memory(args, ks, modes):
     rows = []
     for k in ks:
         for xla in modes:
-            cmd = [sys.executable, HERE, "--_child", "memory", "--model", args.model,
-                   "--memory_batch", str(args.memory_batch), "--_k", str(k), "--_xla", str(int(xla))]
+            cmd = [
+                sys.executable,
+                HERE,
+                "--_child",
+                "memory",
+                "--model",
+                args.model,
+                "--memory_batch",
+                str(args.memory_batch),
+                "--_k",
+                str(k),
+                "--_xla",
+                str(int(xla)),
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode:
                 print(f"memory child k={k} xla={xla} failed:\n{proc.stderr[-2000:]}")
@@ -171,23 +203,29 @@ def _memory(args, ks, modes):
 
 def _print_memory(args, ks, modes):
     mem = _memory(args, sorted({min(ks), max(ks)}), modes)
-    print(f"\n## RSS of a fresh process per row, batch {args.memory_batch}: baseline = RSS after "
-          "one fwd+bwd; then the peak mark (VmHWM) is reset and read after tracing PGD-k and "
-          "after one PGD-k call")
-    print("| k | xla | baseline MiB | peak while tracing MiB | peak after call MiB | "
-          "growth MiB | RSS at end MiB | peak reset | seconds |")
+    print(
+        f"\n## RSS of a fresh process per row, batch {args.memory_batch}: baseline = RSS after "
+        "one fwd+bwd; then the peak mark (VmHWM) is reset and read after tracing PGD-k and "
+        "after one PGD-k call"
+    )
+    print(
+        "| k | xla | baseline MiB | peak while tracing MiB | peak after call MiB | "
+        "growth MiB | RSS at end MiB | peak reset | seconds |"
+    )
     print("|---:|---|---:|---:|---:|---:|---:|---|---:|")
     for m in mem:
-        print(f"| {m['k']} | {'on' if m['xla'] else 'off'} | {m['rss_base_mib']:.0f} | "
-              f"{m['rss_traced_mib']:.0f} | {m['rss_peak_mib']:.0f} | "
-              f"{m['rss_peak_mib'] - m['rss_base_mib']:.0f} | {m['rss_end_mib']:.0f} | "
-              f"{'yes' if m['peak_reset'] else 'no (ru_maxrss)'} | {m['seconds']:.1f} |")
+        print(
+            f"| {m['k']} | {'on' if m['xla'] else 'off'} | {m['rss_base_mib']:.0f} | "
+            f"{m['rss_traced_mib']:.0f} | {m['rss_peak_mib']:.0f} | "
+            f"{m['rss_peak_mib'] - m['rss_base_mib']:.0f} | {m['rss_end_mib']:.0f} | "
+            f"{'yes' if m['peak_reset'] else 'no (ru_maxrss)'} | {m['seconds']:.1f} |"
+        )
     return mem
 
 
 # --------------------------------------------------------------------------- PyTorch side
 
-TORCH_CHILD = r'''
+TORCH_CHILD = r"""
 import json, sys, time, torch, torch.nn as nn, torch.nn.functional as F, torchattacks
 torch.set_num_threads(int(sys.argv[1])); batches = json.loads(sys.argv[2])  # {k: batch}
 fb_batches = sorted(set(batches.values()))
@@ -244,14 +282,21 @@ for k, b in batches.items():
     atk = torchattacks.PGD(model, eps=8 / 255, alpha=2 / 255, steps=int(k), random_start=True)
     out["pgd"][k] = [b] + timed(lambda: atk(x, y))
 print(json.dumps(out))
-'''
+"""
 
 
 def _torch_round(args, k_batches):
-    proc = subprocess.run([args.torch_python, "-c", TORCH_CHILD,
-                           str(args.torch_threads or os.cpu_count()),
-                           json.dumps({str(k): b for k, b in k_batches.items()})],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            args.torch_python,
+            "-c",
+            TORCH_CHILD,
+            str(args.torch_threads or os.cpu_count()),
+            json.dumps({str(k): b for k, b in k_batches.items()}),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode:
         print(f"torch round failed (skipped): {proc.stderr.strip()[-500:]}")
         return None
@@ -260,14 +305,19 @@ def _torch_round(args, k_batches):
 
 def _torch_available(python):
     try:
-        proc = subprocess.run([python, "-c", "import torch, torchattacks; print(torch.__version__)"],
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [python, "-c", "import torch, torchattacks; print(torch.__version__)"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
 # --------------------------------------------------------------------------- main
+
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -278,17 +328,28 @@ def main():
     p.add_argument("--k_batch", default="1000=16", help="per-k batch override, e.g. 1000=16")
     p.add_argument("--k_repeats", default="1000=1", help="per-k rounds override, e.g. 1000=1")
     p.add_argument("--xla", choices=["on", "off", "both"], default="both")
-    p.add_argument("--memory", choices=["on", "off"], default="on",
-                   help="peak RSS of PGD-min(ks) vs PGD-max(ks), fresh process each")
+    p.add_argument(
+        "--memory",
+        choices=["on", "off"],
+        default="on",
+        help="peak RSS of PGD-min(ks) vs PGD-max(ks), fresh process each",
+    )
     p.add_argument("--memory_batch", type=int, default=16)
     p.add_argument("--memory_only", action="store_true", help="skip the timings")
     p.add_argument("--torch", action="store_true", help="also time torchattacks PGD-k")
-    p.add_argument("--torch_python", default="/work/torchvenv/bin/python",
-                   help="an interpreter with torch and torchattacks")
+    p.add_argument(
+        "--torch_python",
+        default="/work/torchvenv/bin/python",
+        help="an interpreter with torch and torchattacks",
+    )
     p.add_argument("--torch_ks", default="", help="step counts timed with torch (default: --ks)")
-    p.add_argument("--torch_threads", type=int, default=0,
-                   help="torch.set_num_threads (0: all CPUs; torch's OpenMP pool suffers more "
-                   "than TF's from a contended machine, 1 can be faster there)")
+    p.add_argument(
+        "--torch_threads",
+        type=int,
+        default=0,
+        help="torch.set_num_threads (0: all CPUs; torch's OpenMP pool suffers more "
+        "than TF's from a contended machine, 1 can be faster there)",
+    )
     p.add_argument("--json", default="", help="also write every sample to this file")
     p.add_argument("--_child", default="", help=argparse.SUPPRESS)
     p.add_argument("--_k", dest="child_k", type=int, default=0, help=argparse.SUPPRESS)
@@ -304,15 +365,19 @@ def main():
     fb_modes = [False, True]  # the denominator is the faster of the two, always measure both
     torch_version = _torch_available(args.torch_python) if args.torch else None
     if args.torch and not torch_version:
-        print(f"--torch: {args.torch_python} cannot import torch and torchattacks; skipped "
-              "(python3 -m venv /work/torchvenv && /work/torchvenv/bin/pip install "
-              "torch==2.13.0 torchattacks numpy)")
+        print(
+            f"--torch: {args.torch_python} cannot import torch and torchattacks; skipped "
+            "(python3 -m venv /work/torchvenv && /work/torchvenv/bin/pip install "
+            "torch==2.13.0 torchattacks numpy)"
+        )
 
     if args.memory_only:
         return _print_memory(args, ks, modes)
     tf, net = _tf_setup(args.model, args.batch)
-    print(f"# bench_attacks: {args.model} ({net.count_params()} params), TF {tf.__version__}, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
+    print(
+        f"# bench_attacks: {args.model} ({net.count_params()} params), TF {tf.__version__}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start"
+    )
     batches = {b: _Batch(tf, net, b) for b in sorted(set(k_batch.values()))}
     fns, trace, first = {}, {}, {}
     batches[min(batches)].pgd(1, False)  # one-off costs of the first trace (imports, caches)
@@ -337,8 +402,9 @@ def main():
             samples[key].append(_timed(fn))
         if torch_version:
             tks = [int(k) for k in args.torch_ks.split(",") if k] or ks
-            out = _torch_round(args, {k: k_batch.get(k, args.batch) for k in tks
-                                      if r < k_rep.get(k, args.repeats)})
+            out = _torch_round(
+                args, {k: k_batch.get(k, args.batch) for k in tks if r < k_rep.get(k, args.repeats)}
+            )
             if out:
                 torch_samples.append(out)
         print(f"# round {r + 1}/{rounds} done, load average {os.getloadavg()[0]:.1f}", flush=True)
@@ -351,14 +417,20 @@ def main():
     for b in batches:
         for xla in fb_modes:
             key = ("fb", xla, b)
-            print(f"| {b} | {'on' if xla else 'off'} | {med(key, 0):.3f} | {med(key, 1):.3f} | "
-                  f"{first[key]:.2f} |")
+            print(
+                f"| {b} | {'on' if xla else 'off'} | {med(key, 0):.3f} | {med(key, 1):.3f} | "
+                f"{first[key]:.2f} |"
+            )
         # Wall and CPU floors separately: the faster mode can differ between the two.
         floor[b] = tuple(min(med(("fb", x, b), i) for x in fb_modes) for i in (0, 1))
-    print("\n## PGD-k: R = time / (k x fastest fwd+bwd at that batch, wall and cpu floors taken "
-          "separately); R_same = over the fwd+bwd of the same xla mode")
-    print("| k | batch | xla | rounds | wall s | cpu s | R (wall) | R (cpu) | R_same (wall) | "
-          "R_same (cpu) | trace s | first - steady s |")
+    print(
+        "\n## PGD-k: R = time / (k x fastest fwd+bwd at that batch, wall and cpu floors taken "
+        "separately); R_same = over the fwd+bwd of the same xla mode"
+    )
+    print(
+        "| k | batch | xla | rounds | wall s | cpu s | R (wall) | R (cpu) | R_same (wall) | "
+        "R_same (cpu) | trace s | first - steady s |"
+    )
     print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for k in ks:
         b = k_batch[k]
@@ -366,14 +438,18 @@ def main():
             key = ("pgd", xla, k)
             wall, cpu = med(key, 0), med(key, 1)
             same = (med(("fb", xla, b), 0), med(("fb", xla, b), 1))
-            print(f"| {k} | {b} | {'on' if xla else 'off'} | {len(samples[key])} | {wall:.2f} | "
-                  f"{cpu:.2f} | {wall / (k * floor[b][0]):.3f} | {cpu / (k * floor[b][1]):.3f} | "
-                  f"{wall / (k * same[0]):.3f} | {cpu / (k * same[1]):.3f} | "
-                  f"{trace[(k, xla)]:.2f} | {first[key] - wall:.2f} |")
+            print(
+                f"| {k} | {b} | {'on' if xla else 'off'} | {len(samples[key])} | {wall:.2f} | "
+                f"{cpu:.2f} | {wall / (k * floor[b][0]):.3f} | {cpu / (k * floor[b][1]):.3f} | "
+                f"{wall / (k * same[0]):.3f} | {cpu / (k * same[1]):.3f} | "
+                f"{trace[(k, xla)]:.2f} | {first[key] - wall:.2f} |"
+            )
     if torch_samples:
-        print(f"\n## torchattacks PGD-k (torch {torch_version}, same architecture, "
-              f"{args.torch_threads or os.cpu_count()} threads), "
-              f"medians of {len(torch_samples)} rounds; R over torch's own fwd+bwd")
+        print(
+            f"\n## torchattacks PGD-k (torch {torch_version}, same architecture, "
+            f"{args.torch_threads or os.cpu_count()} threads), "
+            f"medians of {len(torch_samples)} rounds; R over torch's own fwd+bwd"
+        )
         print("| k | batch | wall s | cpu s | R (wall) | torch fwd+bwd wall s | lrm_tf best wall s |")
         print("|---:|---:|---:|---:|---:|---:|---:|")
         for k in sorted({int(k) for s in torch_samples for k in s["pgd"]}):
@@ -381,21 +457,26 @@ def main():
             if not rows:
                 continue
             b = rows[0][0]
-            fbw = statistics.median(s["fwd_bwd"][str(b)][0] for s in torch_samples
-                                    if str(b) in s["fwd_bwd"])
+            fbw = statistics.median(s["fwd_bwd"][str(b)][0] for s in torch_samples if str(b) in s["fwd_bwd"])
             wall = statistics.median(r[1] for r in rows)
             cpu = statistics.median(r[2] for r in rows)
             best = min(med(("pgd", x, k), 0) for x in modes) if k in ks else float("nan")
-            print(f"| {k} | {b} | {wall:.2f} | {cpu:.2f} | {wall / (k * fbw):.3f} | {fbw:.3f} | "
-                  f"{best:.2f} |")
+            print(f"| {k} | {b} | {wall:.2f} | {cpu:.2f} | {wall / (k * fbw):.3f} | {fbw:.3f} | {best:.2f} |")
     mem = _print_memory(args, ks, modes) if args.memory == "on" and ks else []
     print(f"\n# load average at end {os.getloadavg()[0]:.1f}; command: {' '.join(sys.argv)}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"samples": {"|".join(map(str, k)): v for k, v in samples.items()},
-                       "first": {"|".join(map(str, k)): v for k, v in first.items()},
-                       "trace": {f"{k}|{x}": v for (k, x), v in trace.items()},
-                       "torch": torch_samples, "memory": mem}, f, indent=1)
+            json.dump(
+                {
+                    "samples": {"|".join(map(str, k)): v for k, v in samples.items()},
+                    "first": {"|".join(map(str, k)): v for k, v in first.items()},
+                    "trace": {f"{k}|{x}": v for (k, x), v in trace.items()},
+                    "torch": torch_samples,
+                    "memory": mem,
+                },
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

@@ -1,17 +1,17 @@
 """The papers' analyses (LRM figs. 1-2, Shafahi et al. eq. 4 and figs. 9-11): closed forms on
 linear models, manual activations, PNGs."""
+
 import json
 import os
 
 import keras
 import numpy as np
 import pytest
+from test_curves import assert_valid_png
 
 from lrm_tf import data, export
-from lrm_tf.eval import analysis
 from lrm_tf.config import AnalysisConfig, Threat
-from lrm_tf.eval import evaluation
-from test_curves import assert_valid_png
+from lrm_tf.eval import analysis, evaluation
 
 EXAMPLES = 64
 
@@ -21,7 +21,8 @@ def _linear_model(seed=0, shape=(8, 8, 1)):
     init = keras.initializers.RandomNormal(stddev=0.3, seed=seed)
     inputs = keras.Input(shape)
     logits = keras.layers.Dense(10, kernel_initializer=init, bias_initializer=init)(
-        keras.layers.Flatten()(inputs))
+        keras.layers.Flatten()(inputs)
+    )
     return keras.Model(inputs, logits)
 
 
@@ -33,8 +34,12 @@ def _linear_weights(model):
 @pytest.fixture(scope="module")
 def digits():
     arrays = data.load_arrays("digits")
-    return (data.to_float(arrays.x_train).numpy(), arrays.y_train,
-            data.to_float(arrays.x_test[:EXAMPLES]).numpy(), arrays.y_test[:EXAMPLES])
+    return (
+        data.to_float(arrays.x_train).numpy(),
+        arrays.y_train,
+        data.to_float(arrays.x_test[:EXAMPLES]).numpy(),
+        arrays.y_test[:EXAMPLES],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +48,9 @@ def mlp(digits):
     x_train, y_train, _, _ = digits
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 1))
-    hidden = keras.layers.Dense(16, activation="relu", name="hidden")(
-        keras.layers.Flatten()(inputs))
+    hidden = keras.layers.Dense(16, activation="relu", name="hidden")(keras.layers.Flatten()(inputs))
     model = keras.Model(inputs, keras.layers.Dense(10, name="logits")(hidden))
-    model.compile(keras.optimizers.Adam(0.01),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x_train, y_train, epochs=8, batch_size=128, verbose=0)
     return model
 
@@ -67,8 +70,7 @@ def test_eps_l_of_a_linear_model_is_the_closed_form():
     gap = z[idx, y] - z[idx, runner_up]
     w_true, w_other = kernel[:, y].T, kernel[:, runner_up].T
     grad_gap = np.abs(w_true - w_other).sum(axis=1)
-    cosine = (w_true * w_other).sum(1) / (np.linalg.norm(w_true, axis=1)
-                                           * np.linalg.norm(w_other, axis=1))
+    cosine = (w_true * w_other).sum(1) / (np.linalg.norm(w_true, axis=1) * np.linalg.norm(w_other, axis=1))
 
     terms = analysis.eq4_terms(model, x, y, batch_size=16)
     np.testing.assert_array_equal(terms["runner_up"], runner_up)
@@ -104,11 +106,11 @@ def test_penultimate_sums_equal_a_manual_computation(mlp, digits):
     try:
         manual = np.maximum(images.reshape(len(images), -1).astype(np.float64) @ kernel + bias, 0)
         features = analysis.penultimate_model(mlp)
-        np.testing.assert_allclose(analysis.penultimate_features(features, images, 20), manual,
-                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            analysis.penultimate_features(features, images, 20), manual, rtol=1e-5, atol=1e-5
+        )
         adv = images[::-1].copy()
-        result = analysis.penultimate_activations(mlp, images, adv, batch_size=20,
-                                                  attack_name="reversed")
+        result = analysis.penultimate_activations(mlp, images, adv, batch_size=20, attack_name="reversed")
     finally:
         bias[3] = 0.0
         hidden.set_weights([kernel, bias])
@@ -118,8 +120,7 @@ def test_penultimate_sums_equal_a_manual_computation(mlp, digits):
     assert stats["mean"] == pytest.approx(per_example.mean(), rel=1e-5)
     assert stats["min"] == pytest.approx(per_example.min(), rel=1e-5)
     assert stats["max"] == pytest.approx(per_example.max(), rel=1e-5)
-    np.testing.assert_allclose(result["clean"]["per_neuron_abs_sum"], manual.sum(axis=0),
-                               rtol=1e-5)
+    np.testing.assert_allclose(result["clean"]["per_neuron_abs_sum"], manual.sum(axis=0), rtol=1e-5)
     assert result["clean"]["dead_neurons"] >= 1 and result["clean"]["per_neuron_abs_sum"][3] == 0
     assert result["clean"]["inactive_neurons"] >= result["clean"]["dead_neurons"]
     assert sum(result["adversarial"]["per_example_histogram"]["counts"]) == EXAMPLES
@@ -129,17 +130,16 @@ def test_logit_distributions_match_manual_statistics(mlp, digits):
     _, _, images, labels = digits
     threat = Threat(eps=0.1, eps_step=0.02)
     adv, _ = evaluation.adversarial_examples(mlp, images, labels, "pgd10_xent", threat, seed=1)
-    result = analysis.logit_distributions(mlp, images, labels, adv, batch_size=20,
-                                          attack_name="pgd10_xent")
+    result = analysis.logit_distributions(mlp, images, labels, adv, batch_size=20, attack_name="pgd10_xent")
     z = mlp(images, training=False).numpy().astype(np.float64)
     assert result["clean"]["variance"] == pytest.approx(z.var(), rel=1e-5)
-    assert result["clean"]["mean_example_variance"] == pytest.approx(z.var(axis=1).mean(),
-                                                                     rel=1e-5)
+    assert result["clean"]["mean_example_variance"] == pytest.approx(z.var(axis=1).mean(), rel=1e-5)
     assert result["clean"]["accuracy"] == pytest.approx(np.mean(z.argmax(1) == labels))
     np.testing.assert_allclose(result["clean"]["sum_abs_per_class"], np.abs(z).sum(0), rtol=1e-5)
     assert sum(result["clean"]["histogram"]["counts"]) == z.size
-    white_box, _ = evaluation.attack_accuracy(mlp, images, labels, "pgd10_xent", threat, seed=1,
-                                              progress=False)
+    white_box, _ = evaluation.attack_accuracy(
+        mlp, images, labels, "pgd10_xent", threat, seed=1, progress=False
+    )
     assert result["adversarial"]["accuracy"] == pytest.approx(white_box)
     assert result["adversarial"]["accuracy"] < result["clean"]["accuracy"] - 0.2
 
@@ -177,9 +177,16 @@ def test_loss_landscape_axes_match_a_manual_walk():
 def test_run_analyses_writes_every_json_and_png(mlp, digits, tmp_path):
     _, _, images, labels = digits
     logged = []
-    results = analysis.run_analyses(mlp, images, labels, str(tmp_path),
-                                    Threat(eps=0.1, eps_step=0.02), seed=0, landscape_points=11,
-                                    log=logged.append)
+    results = analysis.run_analyses(
+        mlp,
+        images,
+        labels,
+        str(tmp_path),
+        Threat(eps=0.1, eps_step=0.02),
+        seed=0,
+        landscape_points=11,
+        log=logged.append,
+    )
     assert set(results) == set(analysis.ANALYSES) and len(logged) == 4
     for name in analysis.ANALYSES:
         with open(tmp_path / f"analysis_{name}.json") as f:
@@ -189,8 +196,7 @@ def test_run_analyses_writes_every_json_and_png(mlp, digits, tmp_path):
     assert results["landscape"]["radius"] == pytest.approx(0.125)
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")], "temporary files left"
     with pytest.raises(ValueError, match="unknown analysis"):
-        analysis.run_analyses(mlp, images, labels, str(tmp_path), Threat(0.1, 0.02),
-                              which=["cka"])
+        analysis.run_analyses(mlp, images, labels, str(tmp_path), Threat(0.1, 0.02), which=["cka"])
 
 
 def test_saved_model_skips_activations_with_a_note(mlp, digits, tmp_path):
@@ -199,23 +205,35 @@ def test_saved_model_skips_activations_with_a_note(mlp, digits, tmp_path):
     export.export_saved_model(mlp, path)
     loaded = export.load_classifier(path)
     out = tmp_path / "out"
-    results = analysis.run_analyses(loaded, images[:16], labels[:16], str(out),
-                                    Threat(eps=0.1, eps_step=0.02),
-                                    which=("eps_l", "activations"), log=lambda _: None)
+    results = analysis.run_analyses(
+        loaded,
+        images[:16],
+        labels[:16],
+        str(out),
+        Threat(eps=0.1, eps_step=0.02),
+        which=("eps_l", "activations"),
+        log=lambda _: None,
+    )
     assert "SavedModel" in results["activations"]["skipped"]
     assert not (out / "analysis_activations.png").exists()
     with open(out / "analysis_activations.json") as f:
         assert "skipped" in json.load(f)
     assert_valid_png(out / "analysis_eps_l.png")
     keras_terms = analysis.eq4_terms(mlp, images[:16], labels[:16])
-    assert results["eps_l"]["eps_l"]["median"] == pytest.approx(
-        np.median(keras_terms["eps_l"]), rel=1e-4)
+    assert results["eps_l"]["eps_l"]["median"] == pytest.approx(np.median(keras_terms["eps_l"]), rel=1e-4)
 
 
 def test_run_analyses_takes_the_analysis_config(mlp, digits, tmp_path):
     _, _, images, labels = digits
     config = AnalysisConfig(analyses=("logits",), analysis_attack="fgsm_xent")
-    results = analysis.run_analyses(mlp, images[:16], labels[:16], str(tmp_path),
-                                    Threat(eps=0.1, eps_step=0.02), 0, config,
-                                    log=lambda _: None)
+    results = analysis.run_analyses(
+        mlp,
+        images[:16],
+        labels[:16],
+        str(tmp_path),
+        Threat(eps=0.1, eps_step=0.02),
+        0,
+        config,
+        log=lambda _: None,
+    )
     assert list(results) == ["logits"] and results["logits"]["attack"] == "fgsm_xent"

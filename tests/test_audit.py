@@ -10,21 +10,26 @@ import pytest
 import tensorflow as tf
 
 from lrm_tf import export
-from lrm_tf.eval import audit
 from lrm_tf.config import AuditConfig, SpsaOptions, Threat
+from lrm_tf.eval import audit
 from tests.run_utils import run_main
 
 SHAPE, CLASSES, N = (8, 8, 1), 10, 60
 THREAT = Threat(eps=0.2, eps_step=0.04)
 SPSA = SpsaOptions(spsa_samples=32)
-CONFIG = AuditConfig(audit_steps=(10, 60), audit_restarts=3, audit_spsa_examples=30,
-                     audit_spsa_iterations=40, audit_unbounded_steps=40, audit_tolerance=0.05)
+CONFIG = AuditConfig(
+    audit_steps=(10, 60),
+    audit_restarts=3,
+    audit_spsa_examples=30,
+    audit_spsa_iterations=40,
+    audit_unbounded_steps=40,
+    audit_tolerance=0.05,
+)
 
 
 def _linear():
     keras.utils.set_random_seed(3)
-    return keras.Sequential([keras.Input(SHAPE), keras.layers.Flatten(),
-                             keras.layers.Dense(CLASSES)])
+    return keras.Sequential([keras.Input(SHAPE), keras.layers.Flatten(), keras.layers.Dense(CLASSES)])
 
 
 def _data(model_fn):
@@ -43,8 +48,9 @@ def _hidden_gradient(model):
 def test_hidden_gradients_are_flagged():
     model_fn = _hidden_gradient(_linear())
     images, labels = _data(model_fn)
-    result = audit.masking_audit(model_fn, images, labels, THREAT, CONFIG, batch_size=32,
-                                 spsa=SPSA, log=lambda _: None)
+    result = audit.masking_audit(
+        model_fn, images, labels, THREAT, CONFIG, batch_size=32, spsa=SPSA, log=lambda _: None
+    )
     m = result["measurements"]
     assert m["clean"]["accuracy"] == 1.0
     # SPSA breaks the model that PGD cannot touch; the unbounded attack stays far above 0.
@@ -57,8 +63,9 @@ def test_hidden_gradients_are_flagged():
 def test_linear_model_shows_no_sign():
     model = _linear()
     images, labels = _data(lambda x: model(x, training=False))
-    result = audit.masking_audit(model, images, labels, THREAT, CONFIG, batch_size=32,
-                                 spsa=SPSA, log=lambda _: None)
+    result = audit.masking_audit(
+        model, images, labels, THREAT, CONFIG, batch_size=32, spsa=SPSA, log=lambda _: None
+    )
     m = result["measurements"]
     assert m["pgd_low"]["accuracy"] < 0.7, "the threat must be strong enough to matter"
     assert m["pgd_unbounded"]["accuracy"] == 0.0
@@ -73,32 +80,47 @@ def test_audit_files(tmp_path):
     model = _linear()
     images, labels = _data(lambda x: model(x, training=False))
     config = AuditConfig(audit_steps=(2, 4), audit_restarts=2, audit_spsa_examples=0)
-    result = audit.masking_audit(model, images[:8], labels[:8], THREAT, config,
-                                 log=lambda _: None)
+    result = audit.masking_audit(model, images[:8], labels[:8], THREAT, config, log=lambda _: None)
     json_path, md_path = audit.write_audit(str(tmp_path), result)
     assert "spsa" not in json.load(open(json_path))["measurements"]
     text = open(md_path).read()
     assert "| steps |" in text and "**Verdict.**" in text
 
 
-@pytest.mark.parametrize("kwargs", [dict(audit_steps=(20, 20)), dict(audit_restarts=1),
-                                    dict(audit_spsa_examples=-1), dict(audit_loss="l2"),
-                                    dict(audit_tolerance=1.0)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(audit_steps=(20, 20)),
+        dict(audit_restarts=1),
+        dict(audit_spsa_examples=-1),
+        dict(audit_loss="l2"),
+        dict(audit_tolerance=1.0),
+    ],
+)
 def test_bad_config_is_rejected(kwargs):
     with pytest.raises(ValueError):
         AuditConfig(**kwargs)
 
 
 def test_audit_mode_on_a_saved_model(tmp_path):
-    model = keras.Sequential([keras.Input(SHAPE), keras.layers.Flatten(),
-                              keras.layers.Dense(CLASSES)])
+    model = keras.Sequential([keras.Input(SHAPE), keras.layers.Flatten(), keras.layers.Dense(CLASSES)])
     saved = str(tmp_path / "saved_model")
     export.export_saved_model(model, saved)
     out = str(tmp_path / "audit")
-    proc = run_main("--mode=audit", "--dataset=digits", f"--load_from={saved}",
-                    f"--model_dir={out}", "--eval_examples=40", "--audit_steps=3,6",
-                    "--audit_restarts=2", "--audit_spsa_examples=8", "--audit_spsa_iterations=2",
-                    "--audit_unbounded_steps=5", "--spsa_samples=8", timeout=300)
+    proc = run_main(
+        "--mode=audit",
+        "--dataset=digits",
+        f"--load_from={saved}",
+        f"--model_dir={out}",
+        "--eval_examples=40",
+        "--audit_steps=3,6",
+        "--audit_restarts=2",
+        "--audit_spsa_examples=8",
+        "--audit_spsa_iterations=2",
+        "--audit_unbounded_steps=5",
+        "--spsa_samples=8",
+        timeout=300,
+    )
     assert "gradient masking" in proc.stdout.lower() or "GRADIENT MASKING" in proc.stdout
     result = json.load(open(os.path.join(out, "audit.json")))
     assert result["measurements"]["pgd_high"]["attack"] == "pgd6_xent"

@@ -1,5 +1,6 @@
 """Sanity and strength curves (Shafahi et al. tables 9-11): eps, steps and restarts sweeps and
 their plots."""
+
 import json
 import os
 
@@ -8,9 +9,8 @@ import matplotlib.image
 import pytest
 
 from lrm_tf import data
-from lrm_tf.eval import curves
-from lrm_tf.eval import evaluation
 from lrm_tf.config import CurvesConfig, Threat
+from lrm_tf.eval import curves, evaluation
 
 EXAMPLES = 80
 
@@ -23,10 +23,8 @@ def setup():
     inputs = keras.Input((8, 8, 1))
     hidden = keras.layers.Dense(16, activation="relu")(keras.layers.Flatten()(inputs))
     model = keras.Model(inputs, keras.layers.Dense(10)(hidden))
-    model.compile(keras.optimizers.Adam(0.01),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(data.to_float(arrays.x_train).numpy(), arrays.y_train, epochs=8, batch_size=128,
-              verbose=0)
+    model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(data.to_float(arrays.x_train).numpy(), arrays.y_train, epochs=8, batch_size=128, verbose=0)
     return model, data.to_float(arrays.x_test[:EXAMPLES]).numpy(), arrays.y_test[:EXAMPLES]
 
 
@@ -44,8 +42,7 @@ def test_eps_sweep_falls_to_zero_at_unbounded_eps(setup):
     eps_values = [0.02, 0.05, 0.1, 0.2, 1.0]
     curve = curves.eps_sweep(model, images, labels, eps_values, steps=20, seed=1)
     accuracy = [p["accuracy"] for p in curve["points"]]
-    clean, _ = evaluation.attack_accuracy(model, images, labels, "clean",
-                                          Threat(0.1, 0.01), progress=False)
+    clean, _ = evaluation.attack_accuracy(model, images, labels, "clean", Threat(0.1, 0.01), progress=False)
     assert clean > 0.85 and accuracy[0] > 0.5
     # Monotone up to a sampling wobble of two examples: a larger ball contains the smaller.
     assert all(b <= a + 2 / EXAMPLES for a, b in zip(accuracy, accuracy[1:])), accuracy
@@ -61,13 +58,14 @@ def test_eps_sweep_falls_to_zero_at_unbounded_eps(setup):
 
 def test_steps_sweep_points_are_attack_accuracy_calls(setup):
     model, images, labels = setup
-    curve = curves.steps_sweep(model, images, labels, [1, 5, 20],
-                               Threat(eps=0.08, eps_step=0.02), attack_loss="cw", seed=4)
+    curve = curves.steps_sweep(
+        model, images, labels, [1, 5, 20], Threat(eps=0.08, eps_step=0.02), attack_loss="cw", seed=4
+    )
     assert [p["attack"] for p in curve["points"]] == ["pgd1_cw", "pgd5_cw", "pgd20_cw"]
     for p in curve["points"]:
-        expected, _ = evaluation.attack_accuracy(model, images, labels, p["attack"],
-                                                 Threat(eps=0.08, eps_step=0.02), seed=4,
-                                                 progress=False)
+        expected, _ = evaluation.attack_accuracy(
+            model, images, labels, p["attack"], Threat(eps=0.08, eps_step=0.02), seed=4, progress=False
+        )
         assert p["accuracy"] == expected
     accuracy = [p["accuracy"] for p in curve["points"]]
     # One step of 0.02 cannot use a 0.08 ball; twenty steps can.
@@ -77,14 +75,15 @@ def test_steps_sweep_points_are_attack_accuracy_calls(setup):
 def test_restarts_sweep_never_increases(setup):
     """Restart r has the same seed whatever the total, so more restarts only add chances."""
     model, images, labels = setup
-    curve = curves.restarts_sweep(model, images, labels, [1, 2, 4, 6],
-                                  Threat(eps=0.07, eps_step=0.02), steps=5, seed=2)
+    curve = curves.restarts_sweep(
+        model, images, labels, [1, 2, 4, 6], Threat(eps=0.07, eps_step=0.02), steps=5, seed=2
+    )
     accuracy = [p["accuracy"] for p in curve["points"]]
     assert all(b <= a for a, b in zip(accuracy, accuracy[1:])), accuracy
     assert [p["restarts"] for p in curve["points"]] == [1, 2, 4, 6]
-    single, _ = evaluation.attack_accuracy(model, images, labels, "pgd5_xent",
-                                           Threat(eps=0.07, eps_step=0.02), seed=2,
-                                           progress=False)
+    single, _ = evaluation.attack_accuracy(
+        model, images, labels, "pgd5_xent", Threat(eps=0.07, eps_step=0.02), seed=2, progress=False
+    )
     assert accuracy[0] == single
     assert 0.0 < accuracy[0] < 1.0, "the sweep must sit where restarts can matter"
 
@@ -93,10 +92,19 @@ def test_run_curves_writes_json_and_readable_png(setup, tmp_path):
     model, images, labels = setup
     threat = Threat(eps=0.08, eps_step=0.02)
     logged = []
-    result = curves.run_curves(model, images[:40], labels[:40], str(tmp_path),
-                               ["eps", "steps", "restarts"], threat, steps=5,
-                               eps_values=[0.05, 1.0], steps_values=[2, 10],
-                               restarts_values=[1, 3], log=logged.append)
+    result = curves.run_curves(
+        model,
+        images[:40],
+        labels[:40],
+        str(tmp_path),
+        ["eps", "steps", "restarts"],
+        threat,
+        steps=5,
+        eps_values=[0.05, 1.0],
+        steps_values=[2, 10],
+        restarts_values=[1, 3],
+        log=logged.append,
+    )
     assert set(result) == {"eps", "steps", "restarts"} and len(logged) == 3
     for kind in ("eps", "steps", "restarts"):
         with open(tmp_path / f"curve_{kind}.json") as f:
@@ -110,7 +118,8 @@ def test_run_curves_writes_json_and_readable_png(setup, tmp_path):
 def test_default_eps_values_end_at_the_unbounded_eps():
     # From the clean point (eps 0) through fractions and multiples of the threat's eps to 1.
     assert curves.default_eps_values(8 / 255) == tuple(
-        round(8 / 255 * m, 6) for m in (0, 0.25, 0.5, 1, 2, 4, 8, 16)) + (1.0,)
+        round(8 / 255 * m, 6) for m in (0, 0.25, 0.5, 1, 2, 4, 8, 16)
+    ) + (1.0,)
     assert curves.default_eps_values(0.3) == (0.0, 0.075, 0.15, 0.3, 0.6, 1.0)
 
 
@@ -119,8 +128,7 @@ def test_eps_zero_point_is_the_clean_accuracy(setup):
     the sweep's PGD point."""
     model, images, labels = setup
     curve = curves.eps_sweep(model, images, labels, [0.0], steps=3)
-    clean, _ = evaluation.attack_accuracy(model, images, labels, "clean",
-                                          Threat(0.1, 0.01), progress=False)
+    clean, _ = evaluation.attack_accuracy(model, images, labels, "clean", Threat(0.1, 0.01), progress=False)
     point = curve["points"][0]
     assert point["accuracy"] == clean and point["attack"] == "pgd3_xent"
     assert point["eps"] == 0.0 and point["eps_step"] == 0.0 and point["x"] == 0.0
@@ -129,8 +137,15 @@ def test_eps_zero_point_is_the_clean_accuracy(setup):
 def test_run_curves_takes_the_curves_config(setup, tmp_path):
     model, images, labels = setup
     config = CurvesConfig(curves=("restarts",), curve_loss="cw", curve_steps=2)
-    result = curves.run_curves(model, images[:10], labels[:10], str(tmp_path), config,
-                               Threat(eps=0.08, eps_step=0.02), restarts_values=[1, 2],
-                               log=lambda _: None)
+    result = curves.run_curves(
+        model,
+        images[:10],
+        labels[:10],
+        str(tmp_path),
+        config,
+        Threat(eps=0.08, eps_step=0.02),
+        restarts_values=[1, 2],
+        log=lambda _: None,
+    )
     assert list(result) == ["restarts"] and result["restarts"]["attack"] == "pgd2_cw"
     assert (tmp_path / "curve_restarts.json").exists()

@@ -1,4 +1,5 @@
 """Black-box transfer matrices (LRM tables 2 and 4): shape, white-box diagonal, tables and files."""
+
 import json
 import os
 import subprocess
@@ -10,9 +11,8 @@ import numpy as np
 import pytest
 
 from lrm_tf import data
-from lrm_tf.eval import evaluation
-from lrm_tf.eval import transfer
 from lrm_tf.config import SpsaOptions, Threat
+from lrm_tf.eval import evaluation, transfer
 
 THREAT = Threat(eps=0.1, eps_step=0.02)
 ATTACK = "pgd10_xent"
@@ -25,8 +25,7 @@ def _train_mlp(x, y, seed):
     inputs = keras.Input((8, 8, 1))
     hidden = keras.layers.Dense(16, activation="relu")(keras.layers.Flatten()(inputs))
     model = keras.Model(inputs, keras.layers.Dense(10)(hidden))
-    model.compile(keras.optimizers.Adam(0.01),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, epochs=8, batch_size=128, verbose=0)
     return model
 
@@ -35,8 +34,7 @@ def _train_mlp(x, y, seed):
 def setup():
     arrays = data.load_arrays("digits")
     x_train = data.to_float(arrays.x_train).numpy()
-    models = {"a": _train_mlp(x_train, arrays.y_train, 0),
-              "b": _train_mlp(x_train, arrays.y_train, 1)}
+    models = {"a": _train_mlp(x_train, arrays.y_train, 0), "b": _train_mlp(x_train, arrays.y_train, 1)}
     images = data.to_float(arrays.x_test[:EXAMPLES]).numpy()
     return models, images, arrays.y_test[:EXAMPLES]
 
@@ -44,11 +42,9 @@ def setup():
 def test_matrix_shape_and_white_box_diagonal(setup):
     models, images, labels = setup
     keras.utils.set_random_seed(5)
-    untrained = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
-                                  keras.layers.Dense(10)])
+    untrained = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
     targets = {**models, "untrained": untrained}
-    matrix = transfer.transfer_matrix(models, targets, images, labels, ATTACK, THREAT,
-                                      batch_size=40, seed=3)
+    matrix = transfer.transfer_matrix(models, targets, images, labels, ATTACK, THREAT, batch_size=40, seed=3)
     assert matrix["sources"] == ["a", "b"] and matrix["targets"] == ["a", "b", "untrained"]
     assert set(matrix["accuracy"]) == {"a", "b"}
     assert all(set(row) == {"a", "b", "untrained"} for row in matrix["accuracy"].values())
@@ -56,10 +52,10 @@ def test_matrix_shape_and_white_box_diagonal(setup):
     assert matrix["examples"] == EXAMPLES
     json.dumps(matrix)  # JSON-able as it is
     for name, model in models.items():
-        white_box, _ = evaluation.attack_accuracy(model, images, labels, ATTACK, THREAT,
-                                                  batch_size=40, seed=3, progress=False)
-        clean, _ = evaluation.attack_accuracy(model, images, labels, "clean", THREAT,
-                                              progress=False)
+        white_box, _ = evaluation.attack_accuracy(
+            model, images, labels, ATTACK, THREAT, batch_size=40, seed=3, progress=False
+        )
+        clean, _ = evaluation.attack_accuracy(model, images, labels, "clean", THREAT, progress=False)
         assert matrix["accuracy"][name][name] == white_box
         assert clean - white_box > 0.2, "the attack must have done something"
         other = "b" if name == "a" else "a"
@@ -69,14 +65,16 @@ def test_matrix_shape_and_white_box_diagonal(setup):
 
 def test_off_diagonal_cell_is_target_accuracy_on_source_examples(setup):
     models, images, labels = setup
-    x_adv, y = evaluation.adversarial_examples(models["a"], images, labels, ATTACK, THREAT,
-                                               batch_size=40, seed=3)
+    x_adv, y = evaluation.adversarial_examples(
+        models["a"], images, labels, ATTACK, THREAT, batch_size=40, seed=3
+    )
     assert x_adv.shape == images.shape and x_adv.dtype == np.float32
     assert np.abs(x_adv - images).max() <= THREAT.eps + 1e-6
     assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
     assert np.abs(x_adv - images).max() > THREAT.eps / 2
-    matrix = transfer.transfer_matrix({"a": models["a"]}, {"b": models["b"]}, images, labels,
-                                      ATTACK, THREAT, batch_size=40, seed=3)
+    matrix = transfer.transfer_matrix(
+        {"a": models["a"]}, {"b": models["b"]}, images, labels, ATTACK, THREAT, batch_size=40, seed=3
+    )
     predictions = np.argmax(models["b"](x_adv, training=False), axis=1)
     assert matrix["accuracy"]["a"]["b"] == pytest.approx(np.mean(predictions == y), abs=1e-12)
     assert matrix["white_box"] == []
@@ -86,24 +84,33 @@ def test_spsa_source_attacks_only_the_first_spsa_examples(setup):
     models, images, labels = setup
     threat = Threat(eps=0.1, eps_step=0.02)
     spsa = SpsaOptions(spsa_samples=8, spsa_examples=12)
-    x_adv, y = evaluation.adversarial_examples(models["a"], images, labels, "spsa2", threat,
-                                               batch_size=40, spsa=spsa)
+    x_adv, y = evaluation.adversarial_examples(
+        models["a"], images, labels, "spsa2", threat, batch_size=40, spsa=spsa
+    )
     assert len(x_adv) == len(y) == 12
     np.testing.assert_array_equal(y, labels[:12])
-    matrix = transfer.transfer_matrix({"a": models["a"]}, {"a": models["a"]}, images, labels,
-                                      "spsa2", threat, batch_size=40, spsa=spsa)
+    matrix = transfer.transfer_matrix(
+        {"a": models["a"]}, {"a": models["a"]}, images, labels, "spsa2", threat, batch_size=40, spsa=spsa
+    )
     assert matrix["examples"] == 12
-    white_box, n = evaluation.attack_accuracy(models["a"], images, labels, "spsa2", threat,
-                                              batch_size=40, progress=False, spsa=spsa)
+    white_box, n = evaluation.attack_accuracy(
+        models["a"], images, labels, "spsa2", threat, batch_size=40, progress=False, spsa=spsa
+    )
     assert n == 12 and matrix["accuracy"]["a"]["a"] == white_box
 
 
 def test_markdown_table_and_files(tmp_path):
-    matrix = {"attack": ATTACK, "sources": ["regular", "lrm"], "targets": ["regular", "lrm"],
-              "accuracy": {"regular": {"regular": 0.268, "lrm": 0.673},
-                           "lrm": {"regular": 0.715, "lrm": 0.543}},
-              "examples": 1000, "white_box": [["regular", "regular"], ["lrm", "lrm"]],
-              "threat": {"eps": 0.03, "eps_step": 0.0078}, "seed": 0, "seconds": {}}
+    matrix = {
+        "attack": ATTACK,
+        "sources": ["regular", "lrm"],
+        "targets": ["regular", "lrm"],
+        "accuracy": {"regular": {"regular": 0.268, "lrm": 0.673}, "lrm": {"regular": 0.715, "lrm": 0.543}},
+        "examples": 1000,
+        "white_box": [["regular", "regular"], ["lrm", "lrm"]],
+        "threat": {"eps": 0.03, "eps_step": 0.0078},
+        "seed": 0,
+        "seconds": {},
+    }
     text = transfer.transfer_markdown(matrix)
     lines = text.splitlines()
     header = lines.index("| source \\ target | regular | lrm |")
@@ -146,8 +153,13 @@ def test_mirrored_strategy_gives_the_single_device_examples(tmp_path):
                           "diff": float(np.abs(one - two).max()),
                           "moved": float(np.abs(one - x).max())}))
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2 and report["shape"] == [13, 8, 8, 1]

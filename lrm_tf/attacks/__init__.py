@@ -7,23 +7,51 @@ Keras model or a SavedModel to `images -> logits`. The attacks themselves: `fast
 `projected_gradient_descent`, `spsa_attack` (= `lrm_tf.attacks.spsa.spsa`). All work eagerly,
 in `tf.function` and in `tf.distribute` replica contexts.
 """
+
 from lrm_tf.attacks.adapters import as_logits_fn
 from lrm_tf.attacks.fgsm import FgsmOptions, fast_gradient_method
 from lrm_tf.attacks.losses import cw_loss, margin_loss, xent_loss
 from lrm_tf.attacks.pgd import pgd_spec, projected_gradient_descent, proportional_eps_step
-from lrm_tf.attacks.registry import (FAMILIES, NAME_ALIASES, build_attack, evaluated_examples,
-                                     family_options, format_attack, grammar, parse_attack)
+from lrm_tf.attacks.registry import (
+    FAMILIES,
+    NAME_ALIASES,
+    build_attack,
+    evaluated_examples,
+    family_options,
+    format_attack,
+    grammar,
+    parse_attack,
+)
 from lrm_tf.attacks.restarts import restart_seed
 from lrm_tf.attacks.spec import AttackFamily, AttackSpec
+
 # Exported as spsa_attack so that `lrm_tf.attacks.spsa` stays the module.
 from lrm_tf.attacks.spsa import spsa as spsa_attack
 from lrm_tf.attacks.targeted import KURAKIN_SUITE, least_likely_target, random_target
 
 __all__ = [
-    "AttackFamily", "AttackSpec", "FAMILIES", "FgsmOptions", "KURAKIN_SUITE", "NAME_ALIASES",
-    "as_logits_fn", "build_attack", "cw_loss", "evaluated_examples", "family_options",
-    "fast_gradient_method", "format_attack", "grammar", "least_likely_target", "margin_loss",
-    "parse_attack", "pgd_spec", "projected_gradient_descent", "proportional_eps_step",
-    "random_target", "restart_seed",
-    "spsa_attack", "xent_loss",
+    "AttackFamily",
+    "AttackSpec",
+    "FAMILIES",
+    "FgsmOptions",
+    "KURAKIN_SUITE",
+    "NAME_ALIASES",
+    "as_logits_fn",
+    "build_attack",
+    "cw_loss",
+    "evaluated_examples",
+    "family_options",
+    "fast_gradient_method",
+    "format_attack",
+    "grammar",
+    "least_likely_target",
+    "margin_loss",
+    "parse_attack",
+    "pgd_spec",
+    "projected_gradient_descent",
+    "proportional_eps_step",
+    "random_target",
+    "restart_seed",
+    "spsa_attack",
+    "xent_loss",
 ]

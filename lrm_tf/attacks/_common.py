@@ -14,6 +14,7 @@
   The Philox algorithm is named explicitly because the default 'auto_select' may pick a
   different generator on another device type.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,6 +37,7 @@ STREAM_SPSA_SAMPLES = 5
 
 # --------------------------------------------------------------------------------- inputs
 
+
 def prepare_inputs(logits_fn: LogitsFn, x, y, targeted: bool):
     """Float images, and labels: the model's predictions when y is None (CleverHans'
     default, which avoids label leaking); targeted attacks must be given their targets."""
@@ -50,6 +52,7 @@ def prepare_inputs(logits_fn: LogitsFn, x, y, targeted: bool):
 
 
 # ------------------------------------------------------------------------ CleverHans maths
+
 
 def normalize_norm(norm) -> str:
     """'linf' for np.inf / 'linf' / 'inf', 'l2' for 2 / 'l2'."""
@@ -69,8 +72,9 @@ def optimize_linear(grad, eps, norm: str):
     if norm == "linf":
         perturbation = tf.stop_gradient(tf.sign(grad))
     else:
-        square = tf.maximum(AVOID_ZERO_DIV,
-                            tf.reduce_sum(tf.square(grad), _example_axes(grad), keepdims=True))
+        square = tf.maximum(
+            AVOID_ZERO_DIV, tf.reduce_sum(tf.square(grad), _example_axes(grad), keepdims=True)
+        )
         perturbation = grad / tf.sqrt(square)
     return tf.multiply(eps, perturbation)
 
@@ -79,8 +83,9 @@ def clip_eta(eta, norm: str, eps):
     """CleverHans `clip_eta`: clip (not normalise) the perturbation into the eps ball."""
     if norm == "linf":
         return tf.clip_by_value(eta, -eps, eps)
-    norm_value = tf.sqrt(tf.maximum(
-        AVOID_ZERO_DIV, tf.reduce_sum(tf.square(eta), _example_axes(eta), keepdims=True)))
+    norm_value = tf.sqrt(
+        tf.maximum(AVOID_ZERO_DIV, tf.reduce_sum(tf.square(eta), _example_axes(eta), keepdims=True))
+    )
     return eta * tf.minimum(1.0, tf.math.divide(eps, norm_value))
 
 
@@ -122,6 +127,7 @@ def broadcast_mask(mask, like):
 
 # ----------------------------------------------------------------------------- randomness
 
+
 def as_seed(seed) -> tf.Tensor:
     """An int64 [2] seed tensor; None means the fixed seed (0, 0)."""
     if seed is None:
@@ -133,8 +139,7 @@ def as_seed(seed) -> tf.Tensor:
 def fold_seed(seed, *tags) -> tf.Tensor:
     """The seed for a sub-stream: `seed` with each tag (python or tensor int) folded in."""
     for tag in tags:
-        seed = tf.random.experimental.stateless_fold_in(
-            seed, tf.cast(tag, tf.int64), alg=RNG_ALG)
+        seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(tag, tf.int64), alg=RNG_ALG)
     return seed
 
 
@@ -146,16 +151,17 @@ def example_keys(x) -> tf.Tensor:
 def per_example_seeds(seed, keys) -> tf.Tensor:
     """[B, 2] seeds: the Philox key word of `seed` xor-ed with each example's key."""
     batch_shape = tf.shape(keys)
-    return tf.stack([tf.bitwise.bitwise_xor(seed[0], keys),
-                     tf.broadcast_to(seed[1], batch_shape)], axis=1)
+    return tf.stack([tf.bitwise.bitwise_xor(seed[0], keys), tf.broadcast_to(seed[1], batch_shape)], axis=1)
 
 
 def _map_rows(draw, seeds, shape, dtype):
     # An empty batch (e.g. a replica's share of a short last batch) cannot go through map_fn:
     # it would have to stack zero elements of unknown shape.
-    return tf.cond(tf.shape(seeds)[0] > 0,
-                   lambda: tf.map_fn(draw, seeds, fn_output_signature=dtype),
-                   lambda: tf.zeros(tf.concat([[0], shape], axis=0), dtype))
+    return tf.cond(
+        tf.shape(seeds)[0] > 0,
+        lambda: tf.map_fn(draw, seeds, fn_output_signature=dtype),
+        lambda: tf.zeros(tf.concat([[0], shape], axis=0), dtype),
+    )
 
 
 # Module-level tf.functions: called eagerly, tf.map_fn would run a Python loop over the batch
@@ -163,14 +169,22 @@ def _map_rows(draw, seeds, shape, dtype):
 # tf.function they are inlined.
 @tf.function(reduce_retracing=True)
 def _uniform_rows(seeds, shape, minval, maxval):
-    return _map_rows(lambda s: tf.random.stateless_uniform(
-        shape, s, minval, maxval, dtype=minval.dtype, alg=RNG_ALG), seeds, shape, minval.dtype)
+    return _map_rows(
+        lambda s: tf.random.stateless_uniform(shape, s, minval, maxval, dtype=minval.dtype, alg=RNG_ALG),
+        seeds,
+        shape,
+        minval.dtype,
+    )
 
 
 @tf.function(reduce_retracing=True)
 def _normal_rows(seeds, shape, like):
-    return _map_rows(lambda s: tf.random.stateless_normal(
-        shape, s, dtype=like.dtype, alg=RNG_ALG), seeds, shape, like.dtype)
+    return _map_rows(
+        lambda s: tf.random.stateless_normal(shape, s, dtype=like.dtype, alg=RNG_ALG),
+        seeds,
+        shape,
+        like.dtype,
+    )
 
 
 def per_example_uniform(seed, keys, shape, minval, maxval, dtype=tf.float32):
@@ -178,14 +192,12 @@ def per_example_uniform(seed, keys, shape, minval, maxval, dtype=tf.float32):
     Integer dtypes draw integers."""
     minval = tf.cast(minval, dtype)
     maxval = tf.cast(maxval, dtype)
-    return _uniform_rows(per_example_seeds(seed, keys), tf.cast(shape, tf.int32), minval,
-                         maxval)
+    return _uniform_rows(per_example_seeds(seed, keys), tf.cast(shape, tf.int32), minval, maxval)
 
 
 def per_example_normal(seed, keys, shape, dtype=tf.float32):
     """[B, *shape] standard normal draws, each example from its own stream."""
-    return _normal_rows(per_example_seeds(seed, keys), tf.cast(shape, tf.int32),
-                        tf.zeros([], dtype))
+    return _normal_rows(per_example_seeds(seed, keys), tf.cast(shape, tf.int32), tf.zeros([], dtype))
 
 
 def random_lp_vector(x, norm: str, radius, seed, keys):
@@ -198,22 +210,22 @@ def random_lp_vector(x, norm: str, radius, seed, keys):
     example_shape = tf.shape(x)[1:]
     radius = tf.cast(radius, x.dtype)
     if norm == "linf":
-        return tf.reshape(per_example_uniform(seed, keys, example_shape, -radius, radius,
-                                              x.dtype), tf.shape(x))
+        return tf.reshape(
+            per_example_uniform(seed, keys, example_shape, -radius, radius, x.dtype), tf.shape(x)
+        )
     dim = tf.reduce_prod(example_shape)
     direction = per_example_normal(fold_seed(seed, 0), keys, [dim], x.dtype)
     direction = direction / tf.sqrt(tf.reduce_sum(tf.square(direction), 1, keepdims=True))
-    scale = tf.pow(per_example_uniform(fold_seed(seed, 1), keys, [1], 0.0, 1.0, x.dtype),
-                   1.0 / tf.cast(dim, x.dtype))
+    scale = tf.pow(
+        per_example_uniform(fold_seed(seed, 1), keys, [1], 0.0, 1.0, x.dtype), 1.0 / tf.cast(dim, x.dtype)
+    )
     return tf.reshape(radius * scale * direction, tf.shape(x))
 
 
 def random_direction(x, norm: str, seed, keys):
     """A random step direction of unit size: sign(N(0, I)) for L-inf (Tramèr et al. 2018),
     a uniformly random unit vector for L2."""
-    gaussian = tf.reshape(per_example_normal(seed, keys, tf.shape(x)[1:], x.dtype),
-                          tf.shape(x))
+    gaussian = tf.reshape(per_example_normal(seed, keys, tf.shape(x)[1:], x.dtype), tf.shape(x))
     if norm == "linf":
         return tf.sign(gaussian)
-    return gaussian / tf.sqrt(tf.reduce_sum(tf.square(gaussian), _example_axes(gaussian),
-                                            keepdims=True))
+    return gaussian / tf.sqrt(tf.reduce_sum(tf.square(gaussian), _example_axes(gaussian), keepdims=True))

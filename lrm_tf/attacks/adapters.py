@@ -5,10 +5,10 @@ an attack sees the function it is evaluated against); a loaded SavedModel signat
 (keyword-only, dict output) is called with its single input name and its single output; any
 other callable is called as it is, and a dict it returns must hold only the logits.
 """
+
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Callable
+from collections.abc import Callable, Mapping
 
 import keras
 import tensorflow as tf
@@ -33,6 +33,7 @@ def as_logits_fn(model_fn) -> LogitsFn:
     if getattr(model_fn, "_lrm_logits_fn", False):
         return model_fn
     if isinstance(model_fn, keras.layers.Layer):
+
         def call(x):
             return model_fn(x, training=False)
     elif _keyword_only_signature_name(model_fn) is not None:
@@ -41,8 +42,10 @@ def as_logits_fn(model_fn) -> LogitsFn:
         def call(x):
             return _single_output(model_fn(**{input_name: x}))
     else:
+
         def call(x):
             return _single_output(model_fn(x))
+
     call._lrm_logits_fn = True
     return call
 
@@ -61,7 +64,9 @@ def _keyword_only_signature_name(fn):
 def _single_output(outputs):
     if isinstance(outputs, Mapping):
         if len(outputs) != 1:
-            raise ValueError(f"model_fn returned {len(outputs)} outputs {sorted(outputs)}; "
-                             "the attacks need a callable that returns only the logits")
+            raise ValueError(
+                f"model_fn returned {len(outputs)} outputs {sorted(outputs)}; "
+                "the attacks need a callable that returns only the logits"
+            )
         return next(iter(outputs.values()))
     return outputs

@@ -5,9 +5,10 @@ towards the target label, as CleverHans does with `targeted=True` (it negates th
 The keyword names `labels=`, `logits=` match CleverHans' `loss_fn` convention, so these
 functions can be passed to `cleverhans.tf2.attacks.*` unchanged.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -23,7 +24,14 @@ _CLEVERHANS_MASK_OFFSET = 99999.0
 
 
 def xent_loss(labels, logits):
-    """Softmax cross-entropy per example (CleverHans' default `loss_fn`)."""
+    """Softmax cross-entropy per example (CleverHans' default `loss_fn`).
+
+    Args:
+      labels: int [B]; logits: float [B, classes].
+
+    Returns:
+      float [B].
+    """
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
 
 
@@ -31,17 +39,30 @@ def cw_loss(labels, logits, confidence: float = CW_CONFIDENCE):
     """Madry's CW margin loss per example: -relu(z_y - max_{j != y} z_j + confidence).
 
     Carlini & Wagner 2017, in the form of Madry et al. 2018's `pgd_attack.py`.
+
+    Args:
+      labels: int [B]; logits: float [B, classes].
+      confidence: kappa (Madry's code: 50).
+
+    Returns:
+      float [B], <= 0; maximising it pushes the true logit below the runner-up by kappa.
     """
     num_classes = tf.shape(logits)[-1]
     label_mask = tf.one_hot(labels, num_classes, dtype=logits.dtype)
     correct_logit = tf.reduce_sum(label_mask * logits, axis=-1)
-    wrong_logit = tf.reduce_max(
-        (1.0 - label_mask) * logits - _MADRY_MASK_OFFSET * label_mask, axis=-1)
+    wrong_logit = tf.reduce_max((1.0 - label_mask) * logits - _MADRY_MASK_OFFSET * label_mask, axis=-1)
     return -tf.nn.relu(correct_logit - wrong_logit + confidence)
 
 
 def margin_loss(labels, logits):
-    """CleverHans' SPSA `margin_logit_loss`: max_{j != y} z_j - z_y (high when y is unlikely)."""
+    """CleverHans' SPSA `margin_logit_loss`: max_{j != y} z_j - z_y (high when y is unlikely).
+
+    Args:
+      labels: int [B]; logits: float [B, classes].
+
+    Returns:
+      float [B].
+    """
     num_classes = tf.shape(logits)[-1]
     label_mask = tf.one_hot(labels, num_classes, dtype=logits.dtype)
     label_logit = tf.reduce_sum(label_mask * logits, axis=-1)
@@ -53,11 +74,16 @@ LOSSES: dict[str, LossFn] = {"xent": xent_loss, "cw": cw_loss, "margin": margin_
 
 
 def get_loss(loss: str | LossFn) -> LossFn:
-    """A loss by name ('xent', 'cw', 'margin') or a callable(labels, logits) passed through."""
+    """A loss by name ('xent', 'cw', 'margin') or a callable(labels, logits) passed through.
+
+    Raises:
+      ValueError: an unknown name.
+    """
     if callable(loss):
         return loss
     try:
         return LOSSES[loss]
     except KeyError:
-        raise ValueError(f"unknown attack loss {loss!r}; expected one of {sorted(LOSSES)} "
-                         "or a callable(labels, logits)") from None
+        raise ValueError(
+            f"unknown attack loss {loss!r}; expected one of {sorted(LOSSES)} or a callable(labels, logits)"
+        ) from None

@@ -9,6 +9,7 @@ perturbation with `clip_eta`, clip to the range again. Unlike CleverHans, whose 
 is unrolled into the graph when traced, the steps run in a `tf.while_loop`: tracing PGD-1000
 builds the same graph as PGD-10.
 """
+
 from __future__ import annotations
 
 import tensorflow as tf
@@ -38,8 +39,7 @@ def proportional_eps_step(eps: float, steps: int) -> float:
     return STEP_FACTOR * eps / steps
 
 
-def pgd_spec(steps: int, loss: str = "xent", norm: str = "linf",
-             rand_init: bool = True) -> AttackSpec:
+def pgd_spec(steps: int, loss: str = "xent", norm: str = "linf", rand_init: bool = True) -> AttackSpec:
     """The AttackSpec of untargeted PGD (Madry et al. 2018; without random start: the basic
     iterative method of Kurakin et al. 2017), named canonically ('pgd20_xent').
 
@@ -55,24 +55,58 @@ def pgd_spec(steps: int, loss: str = "xent", norm: str = "linf",
     Raises:
       ValueError: a value PGD does not take.
     """
-    return AttackSpec(family="pgd", steps=steps, loss=loss, norm=norm, rand_init=rand_init,
-                      target="none", name="").replace()
+    return AttackSpec(
+        family="pgd", steps=steps, loss=loss, norm=norm, rand_init=rand_init, target="none", name=""
+    ).replace()
 
 
-def projected_gradient_descent(model_fn, x, y=None, *, eps, eps_step, steps, norm="linf",
-                               loss="xent", clip_min=0.0, clip_max=1.0, targeted=False,
-                               rand_init=True, rand_minmax=None, seed=None, restarts=1,
-                               jit_compile_step=False):
-    """`steps` steps of size `eps_step` inside the `norm` ball of radius `eps`.
+def projected_gradient_descent(
+    model_fn,
+    x,
+    y=None,
+    *,
+    eps,
+    eps_step,
+    steps,
+    norm="linf",
+    loss="xent",
+    clip_min=0.0,
+    clip_max=1.0,
+    targeted=False,
+    rand_init=True,
+    rand_minmax=None,
+    seed=None,
+    restarts=1,
+    jit_compile_step=False,
+):
+    """`steps` steps of size `eps_step` inside the `norm` ball of radius `eps` (Madry et al.
+    2018, eq. 2; without random start the basic iterative method of Kurakin et al. 2017).
 
-    y: true labels (untargeted) or targets (targeted); None uses the model's predictions on
-      the clean x, as CleverHans does.
-    loss: 'xent', 'cw' or a callable(labels, logits) -> [B] (maximised; minimised if targeted).
-    rand_init: start uniformly in the ball of radius `rand_minmax` (default eps), drawn per
-      example from `seed` (see `_common`); restarts: worst case per example over that many
-      random starts (ignored without rand_init: every restart would be the same).
-    jit_compile_step: XLA-compile one step (forward, backward, projection); the loop itself
-      is never compiled (XLA over the whole while-loop was 4x slower on CPU).
+    Args:
+      model_fn: images -> logits (see `as_logits_fn`).
+      x: float [B, H, W, C] in [clip_min, clip_max] ([0, 1] by default).
+      y: int [B] true labels (untargeted) or targets (targeted); None uses the model's
+        predictions on the clean x, as CleverHans does.
+      eps: the ball's radius; eps_step: the step size (both in the input scale).
+      steps: iterations (>= 0; 0 returns the projected start).
+      norm: 'linf' (or np.inf) or 'l2' (or 2).
+      loss: 'xent', 'cw' (Carlini & Wagner 2017, Madry's form) or a callable(labels,
+        logits) -> [B]; maximised, minimised if targeted.
+      clip_min, clip_max: the input range.
+      targeted: descend the loss towards y.
+      rand_init: start uniformly in the ball of radius `rand_minmax` (default eps), drawn
+        per example from `seed` (see `_common`).
+      seed: int [2] tensor.
+      restarts: worst case per example over that many random starts (ignored without
+        rand_init: every restart would be the same).
+      jit_compile_step: XLA-compile one step (forward, backward, projection); the loop
+        itself is never compiled (XLA over the whole while-loop was 4x slower on CPU).
+
+    Returns:
+      x_adv, float [B, H, W, C], within eps of x and in the range, no gradient.
+
+    Raises:
+      ValueError: steps < 0, an unknown norm or loss, or y missing for a targeted attack.
     """
     logits_fn = as_logits_fn(model_fn)
     loss_fn = get_loss(loss)
@@ -100,9 +134,12 @@ def projected_gradient_descent(model_fn, x, y=None, *, eps, eps_step, steps, nor
     def attack_once(attack_seed):
         if rand_init:
             eta = _common.random_lp_vector(
-                x, norm, tf.cast(rand_minmax, x.dtype),
+                x,
+                norm,
+                tf.cast(rand_minmax, x.dtype),
                 _common.fold_seed(attack_seed, _common.STREAM_RANDOM_START),
-                _common.example_keys(x))
+                _common.example_keys(x),
+            )
         else:
             eta = tf.zeros_like(x)
         x_adv = _common.clip_to_range(x + _common.clip_eta(eta, norm, eps), clip_min, clip_max)
@@ -110,22 +147,44 @@ def projected_gradient_descent(model_fn, x, y=None, *, eps, eps_step, steps, nor
             lambda i, _: i < steps,
             lambda i, x_adv: (i + 1, step(x_adv)),
             (tf.constant(0), x_adv),
-            maximum_iterations=steps)
+            maximum_iterations=steps,
+        )
         return tf.stop_gradient(x_adv)
 
-    return gradient_attack_restarts(attack_once, rand_init, logits_fn, loss_fn, x, y, seed,
-                                    restarts, targeted)
+    return gradient_attack_restarts(
+        attack_once, rand_init, logits_fn, loss_fn, x, y, seed, restarts, targeted
+    )
 
 
 def _build(spec: AttackSpec, logits_fn, threat: Threat, options=None):
     def run(x, labels, seed):
         return projected_gradient_descent(
-            logits_fn, x, labels, eps=threat.eps, eps_step=threat.eps_step, steps=spec.steps,
-            norm=spec.norm, loss=spec.loss, clip_min=threat.clip_min,
-            clip_max=threat.clip_max, targeted=spec.targeted, rand_init=spec.rand_init,
-            seed=seed, restarts=threat.restarts, jit_compile_step=threat.attack_xla_step)
+            logits_fn,
+            x,
+            labels,
+            eps=threat.eps,
+            eps_step=threat.eps_step,
+            steps=spec.steps,
+            norm=spec.norm,
+            loss=spec.loss,
+            clip_min=threat.clip_min,
+            clip_max=threat.clip_max,
+            targeted=spec.targeted,
+            rand_init=spec.rand_init,
+            seed=seed,
+            restarts=threat.restarts,
+            jit_compile_step=threat.attack_xla_step,
+        )
+
     return run
 
 
-FAMILY = AttackFamily(name="pgd", build=_build, multi_step=True, losses=("xent", "cw"),
-                      norms=("linf", "l2"), targetable=True, default_rand_init=True)
+FAMILY = AttackFamily(
+    name="pgd",
+    build=_build,
+    multi_step=True,
+    losses=("xent", "cw"),
+    norms=("linf", "l2"),
+    targetable=True,
+    default_rand_init=True,
+)

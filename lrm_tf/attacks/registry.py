@@ -10,11 +10,12 @@ Adding an attack: write `lrm_tf/attacks/<name>.py` exporting `FAMILY = AttackFam
 (with its own options class if it has settings the threat model does not cover) and add one
 line to FAMILIES below.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -45,16 +46,17 @@ TARGET_OBJECTIVES = ("ll", "rand")
 class NameAlias:
     """A name prefix that means a registered family with a fixed random start, and possibly
     a narrower set of objectives."""
+
     family: str
     rand_init: bool
-    objectives: Optional[tuple[str, ...]] = None  # None: all the family allows
+    objectives: tuple[str, ...] | None = None  # None: all the family allows
 
 
 NAME_ALIASES: dict[str, NameAlias] = {
-    "rfgsm": NameAlias("fgsm", rand_init=True, objectives=("xent", "cw")),     # Tramèr R+FGSM
+    "rfgsm": NameAlias("fgsm", rand_init=True, objectives=("xent", "cw")),  # Tramèr R+FGSM
     "step": NameAlias("fgsm", rand_init=False, objectives=TARGET_OBJECTIVES),  # Step-LL/Rand
     "r_step": NameAlias("fgsm", rand_init=True, objectives=TARGET_OBJECTIVES),  # R+Step-LL/Rand
-    "iter": NameAlias("pgd", rand_init=False),                                  # BIM, Iter-LL
+    "iter": NameAlias("pgd", rand_init=False),  # BIM, Iter-LL
 }
 
 
@@ -64,12 +66,16 @@ def _objectives(family: AttackFamily) -> tuple[str, ...]:
 
 def _prefix_rules() -> dict[str, tuple[AttackFamily, bool, tuple[str, ...]]]:
     """prefix -> (family, rand_init, allowed objectives)."""
-    rules = {name: (family, family.default_rand_init, _objectives(family))
-             for name, family in FAMILIES.items()}
+    rules = {
+        name: (family, family.default_rand_init, _objectives(family)) for name, family in FAMILIES.items()
+    }
     for prefix, alias in NAME_ALIASES.items():
         family = FAMILIES[alias.family]
-        rules[prefix] = (family, alias.rand_init,
-                         alias.objectives if alias.objectives is not None else _objectives(family))
+        rules[prefix] = (
+            family,
+            alias.rand_init,
+            alias.objectives if alias.objectives is not None else _objectives(family),
+        )
     return rules
 
 
@@ -105,12 +111,17 @@ def parse_attack(name: str) -> AttackSpec:
     """
     rules = _prefix_rules()
     prefixes = "|".join(sorted((re.escape(p) for p in rules), key=len, reverse=True))
-    match = re.fullmatch(rf"(?P<prefix>{prefixes})(?P<steps>\d+)?(?:_(?P<norm>linf|l2))?"
-                         r"(?:_(?P<objective>[a-z]+))?", name or "")
+    match = re.fullmatch(
+        rf"(?P<prefix>{prefixes})(?P<steps>\d+)?(?:_(?P<norm>linf|l2))?"
+        r"(?:_(?P<objective>[a-z]+))?",
+        name or "",
+    )
 
     def bad(reason: str) -> ValueError:
-        return ValueError(f"bad attack name {name!r}: {reason}; names are {grammar()} "
-                          "(e.g. fgsm_xent, pgd20_cw, pgd40_l2_xent, iter10_ll, spsa100)")
+        return ValueError(
+            f"bad attack name {name!r}: {reason}; names are {grammar()} "
+            "(e.g. fgsm_xent, pgd20_cw, pgd40_l2_xent, iter10_ll, spsa100)"
+        )
 
     if match is None:
         raise bad("unknown form")
@@ -132,8 +143,7 @@ def parse_attack(name: str) -> AttackSpec:
             raise bad(f"'{match['prefix']}' needs an objective: one of {'|'.join(objectives)}")
     elif objective not in objectives:
         allowed = "|".join(objectives) if objectives else "none"
-        raise bad(f"objective '{objective}' not allowed after '{match['prefix']}' "
-                  f"(allowed: {allowed})")
+        raise bad(f"objective '{objective}' not allowed after '{match['prefix']}' (allowed: {allowed})")
     if objective in TARGET_OBJECTIVES:
         target, loss = objective, (family.fixed_loss if not family.losses else "xent")
     elif objective is None:
@@ -142,8 +152,9 @@ def parse_attack(name: str) -> AttackSpec:
         target, loss = "none", objective
     if family is CLEAN:
         rand_init = False
-    return AttackSpec(family=family.name, steps=steps, loss=loss, norm=norm,
-                      rand_init=rand_init, target=target, name=name)
+    return AttackSpec(
+        family=family.name, steps=steps, loss=loss, norm=norm, rand_init=rand_init, target=target, name=name
+    )
 
 
 def format_attack(spec: AttackSpec) -> str:
@@ -196,8 +207,10 @@ def family_options(spec: AttackSpec | str, options=None):
         spec = parse_attack(spec)
     known = tuple(f.options for f in FAMILIES.values() if f.options is not None)
     if options is not None and not isinstance(options, known):
-        raise TypeError(f"options must be one of {', '.join(t.__name__ for t in known)} or "
-                        f"None, got {type(options).__name__}")
+        raise TypeError(
+            f"options must be one of {', '.join(t.__name__ for t in known)} or "
+            f"None, got {type(options).__name__}"
+        )
     family = FAMILIES[spec.family]
     if family.options is None:
         return None
@@ -225,8 +238,9 @@ def evaluated_examples(spec: AttackSpec | str, options=None) -> int:
     return int(family.examples(family_options(spec, options)))
 
 
-def build_attack(spec: AttackSpec | str, model_fn, threat: Threat, options=None
-                 ) -> Callable[[tf.Tensor, Optional[tf.Tensor], tf.Tensor], tf.Tensor]:
+def build_attack(
+    spec: AttackSpec | str, model_fn, threat: Threat, options=None
+) -> Callable[[tf.Tensor, tf.Tensor | None, tf.Tensor], tf.Tensor]:
     """An attack callable `attack(x, y, seed) -> x_adv` for a parsed spec (or a name).
 
     The callable works eagerly, in a `tf.function` and inside `strategy.run`. Random draws
@@ -290,8 +304,7 @@ def build_attack(spec: AttackSpec | str, model_fn, threat: Threat, options=None
         if spec.targeted:
             if clean_logits is None:
                 clean_logits = logits_fn(x)
-            labels = select_targets(spec.target, clean_logits, labels, seed,
-                                    _common.example_keys(x))
+            labels = select_targets(spec.target, clean_logits, labels, seed, _common.example_keys(x))
         return tf.stop_gradient(run(x, labels, seed))
 
     attack.spec = spec

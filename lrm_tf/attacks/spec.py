@@ -4,10 +4,12 @@ file exports as `FAMILY`.
 The threat model shared by every attack is `lrm_tf.config.Threat`; options that only one
 family reads (SPSA's sample count, R+FGSM's random step) are that family's options object.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import tensorflow as tf
 
@@ -36,6 +38,7 @@ class AttackSpec:
       name: the name as written (`parse_attack`) or, for a variant made with `replace`,
         the canonical name of the new fields (`lrm_tf.attacks.format_attack`).
     """
+
     family: str
     steps: int
     loss: str
@@ -48,7 +51,7 @@ class AttackSpec:
     def targeted(self) -> bool:
         return self.target != "none"
 
-    def replace(self, **changes) -> "AttackSpec":
+    def replace(self, **changes) -> AttackSpec:
         """A variant with `changes` (e.g. `steps=1000`), named after its new fields.
 
         Args:
@@ -61,6 +64,7 @@ class AttackSpec:
           ValueError: the fields make no valid attack (e.g. steps=0 for PGD).
         """
         from lrm_tf.attacks.registry import format_attack  # the registry owns the grammar
+
         variant = dataclasses.replace(self, **changes)
         if "name" in changes:
             return variant
@@ -88,6 +92,7 @@ class AttackFamily:
       examples: `examples(options) -> N`: an expensive family evaluates only the first N
         examples of a test set (0: all). None: all.
     """
+
     name: str
     build: Callable[[AttackSpec, Callable, Threat, Any], FamilyRun]
     multi_step: bool
@@ -96,5 +101,5 @@ class AttackFamily:
     norms: tuple[str, ...] = ("linf",)
     targetable: bool = False
     default_rand_init: bool = False
-    options: Optional[type] = None
-    examples: Optional[Callable[[Any], int]] = None
+    options: type | None = None
+    examples: Callable[[Any], int] | None = None

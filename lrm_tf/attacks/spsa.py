@@ -28,6 +28,7 @@ Early stopping (CleverHans: stop when the loss falls below a threshold) is per e
 an example whose loss at its projected point is below the threshold is frozen, and the loop
 ends when every example is frozen.
 """
+
 from __future__ import annotations
 
 import tensorflow as tf
@@ -45,7 +46,14 @@ ADAM_EPSILON = 1e-7
 
 
 def spsa_loss(labels, logits, targeted: bool):
-    """CleverHans' SPSA loss (minimised): the margin loss, negated for untargeted attacks."""
+    """CleverHans' SPSA loss (minimised): the margin loss, negated for untargeted attacks.
+
+    Args:
+      labels: int [B]; logits: float [B, classes]; targeted: whether labels are targets.
+
+    Returns:
+      float [B].
+    """
     return (1.0 if targeted else -1.0) * margin_loss(labels, logits)
 
 
@@ -59,22 +67,39 @@ def _flat_batch_shape(x, leading):
 def spsa_probe_sum(logits_fn, x_eval, labels, signs, *, delta, targeted):
     """sum_n loss(x_eval + d_n) * d_n over the probes d = delta * [signs, -signs].
 
-    x_eval: [B, ...]; signs: [B, k, ...]; returns [B, ...]. One model call on B * 2k images.
+    Args:
+      logits_fn: images -> logits.
+      x_eval: float [B, ...], the point the gradient is estimated at.
+      labels: int [B].
+      signs: float [B, k, ...] Rademacher draws (+-1).
+      delta: the finite-difference step.
+      targeted: as for `spsa_loss`.
+
+    Returns:
+      float [B, ...]. One model call on B * 2k images.
     """
-    probes = delta * tf.concat([signs, -signs], axis=1)            # [B, 2k, ...]
+    probes = delta * tf.concat([signs, -signs], axis=1)  # [B, 2k, ...]
     num_probes = tf.shape(probes)[1]
     points = tf.reshape(tf.expand_dims(x_eval, 1) + probes, _flat_batch_shape(x_eval, -1))
     logits = logits_fn(points)
     losses = spsa_loss(tf.repeat(labels, num_probes), logits, targeted)
-    losses = tf.reshape(losses, tf.concat([[-1, num_probes], tf.ones_like(tf.shape(x_eval)[1:])],
-                                          axis=0))
+    losses = tf.reshape(losses, tf.concat([[-1, num_probes], tf.ones_like(tf.shape(x_eval)[1:])], axis=0))
     return tf.reduce_sum(tf.cast(losses, probes.dtype) * probes, axis=1)
 
 
-def spsa_gradient_estimate(model_fn, x_eval, labels, signs, *, delta=0.01, targeted=False,
-                           unbiased_gradient=False):
+def spsa_gradient_estimate(
+    model_fn, x_eval, labels, signs, *, delta=0.01, targeted=False, unbiased_gradient=False
+):
     """CleverHans' SPSA estimate from an explicit draw: mean(loss * delta_x) / delta over the
     mirrored probes delta_x = delta * [signs, -signs]; see the module docstring for the scale.
+
+    Args:
+      model_fn: images -> logits; x_eval: float [B, ...]; labels: int [B]; signs: float
+        [B, k, ...] Rademacher draws; delta, targeted: as for `spsa_probe_sum`.
+      unbiased_gradient: divide by delta once more (the textbook estimate).
+
+    Returns:
+      float [B, ...], the gradient estimate of the loss `spsa_loss` minimises.
     """
     logits_fn = as_logits_fn(model_fn)
     total = spsa_probe_sum(logits_fn, x_eval, labels, signs, delta=delta, targeted=targeted)
@@ -83,9 +108,19 @@ def spsa_gradient_estimate(model_fn, x_eval, labels, signs, *, delta=0.01, targe
     return grad / delta if unbiased_gradient else grad
 
 
-def adam_update(value, grad, m, u, t, *, learning_rate, beta_1=ADAM_BETA_1,
-                beta_2=ADAM_BETA_2, epsilon=ADAM_EPSILON):
-    """CleverHans `SPSAAdam._apply_gradients` for step number t (1-based): new value, m, u."""
+def adam_update(
+    value, grad, m, u, t, *, learning_rate, beta_1=ADAM_BETA_1, beta_2=ADAM_BETA_2, epsilon=ADAM_EPSILON
+):
+    """CleverHans `SPSAAdam._apply_gradients` for step number t (1-based; Kingma & Ba 2015).
+
+    Args:
+      value, grad, m, u: tensors of one shape (the perturbation, its gradient estimate, and
+        Adam's first and second moments); t: the step number as a float tensor.
+      learning_rate, beta_1, beta_2, epsilon: Adam's constants (Keras' defaults).
+
+    Returns:
+      (new value, new m, new u).
+    """
     m = beta_1 * m + (1.0 - beta_1) * grad
     u = beta_2 * u + (1.0 - beta_2) * grad * grad
     m_hat = m / (1.0 - tf.pow(beta_1, t))
@@ -94,7 +129,11 @@ def adam_update(value, grad, m, u, t, *, learning_rate, beta_1=ADAM_BETA_1,
 
 
 def project_perturbation(perturbation, eps, x, clip_min, clip_max):
-    """CleverHans `_project_perturbation`: into the L-inf ball, then into the range."""
+    """CleverHans `_project_perturbation`: into the L-inf ball, then into the range.
+
+    Returns:
+      The perturbation p with |p| <= eps and x + p in [clip_min, clip_max], shaped like x.
+    """
     clipped = tf.clip_by_value(perturbation, -eps, eps)
     return _common.clip_to_range(x + clipped, clip_min, clip_max) - x
 
@@ -111,8 +150,7 @@ def draw_signs(x, seed, keys, iteration, chunk, num_pairs):
 
 def initial_perturbation(x, eps, seed, keys, clip_min, clip_max):
     """Uniform in [-eps, eps] per pixel, projected (CleverHans `projected_optimization`)."""
-    start = _common.random_lp_vector(
-        x, "linf", eps, _common.fold_seed(seed, _common.STREAM_SPSA_INIT), keys)
+    start = _common.random_lp_vector(x, "linf", eps, _common.fold_seed(seed, _common.STREAM_SPSA_INIT), keys)
     return project_perturbation(start, eps, x, clip_min, clip_max)
 
 
@@ -122,15 +160,51 @@ def _pairs_per_chunk(num_pairs, chunk_samples):
     return max(d for d in range(1, limit + 1) if num_pairs % d == 0)
 
 
-def spsa(model_fn, x, y=None, *, eps, steps, seed=None, clip_min=0.0, clip_max=1.0,
-         targeted=False, learning_rate=0.01, delta=0.01, spsa_samples=128, chunk_samples=32,
-         early_stop_loss_threshold=None, unbiased_gradient=False, restarts=1):
-    """SPSA with Adam for `steps` iterations on a batch (see the module docstring).
+def spsa(
+    model_fn,
+    x,
+    y=None,
+    *,
+    eps,
+    steps,
+    seed=None,
+    clip_min=0.0,
+    clip_max=1.0,
+    targeted=False,
+    learning_rate=0.01,
+    delta=0.01,
+    spsa_samples=128,
+    chunk_samples=32,
+    early_stop_loss_threshold=None,
+    unbiased_gradient=False,
+    restarts=1,
+):
+    """SPSA with Adam for `steps` iterations on a batch (Uesato et al. 2018, alg. 1; see the
+    module docstring for CleverHans' form).
 
-    y: true labels (untargeted) or targets (targeted); None: the model's predictions.
-    spsa_samples: probes per iteration and example (even: they come in +/- pairs).
-    chunk_samples: probes per example in one model call (the call sees B * chunk_samples).
-    restarts: worst case per example over that many random starts and draws.
+    Args:
+      model_fn: images -> logits (see `as_logits_fn`); only called, never differentiated.
+      x: float [B, H, W, C] in [clip_min, clip_max] ([0, 1] by default).
+      y: int [B] true labels (untargeted) or targets (targeted); None: the predictions.
+      eps: the L-inf budget, in the input scale.
+      steps: iterations.
+      seed: int [2] tensor.
+      clip_min, clip_max: the input range (required, as in CleverHans).
+      targeted: minimise the margin towards y.
+      learning_rate: Adam's step on the perturbation.
+      delta: the finite-difference step.
+      spsa_samples: probes per iteration and example (even: they come in +/- pairs).
+      chunk_samples: probes per example in one model call (the call sees B * chunk_samples).
+      early_stop_loss_threshold: freeze an example once its loss is below this (None: never).
+      unbiased_gradient: the textbook estimate's scale instead of CleverHans'.
+      restarts: worst case per example over that many random starts and draws.
+
+    Returns:
+      x_adv, float [B, H, W, C], within eps of x and in the range, no gradient.
+
+    Raises:
+      ValueError: spsa_samples odd or < 2, a missing clip bound, or y missing for a
+        targeted attack.
     """
     if spsa_samples < 2 or spsa_samples % 2:
         raise ValueError(f"spsa_samples must be even and >= 2, got {spsa_samples}")
@@ -150,8 +224,8 @@ def spsa(model_fn, x, y=None, *, eps, steps, seed=None, clip_min=0.0, clip_max=1
     def gradient(x_eval, attack_seed, iteration):
         def chunk_sum(chunk):
             signs = draw_signs(x, attack_seed, keys, iteration, chunk, pairs_per_chunk)
-            return spsa_probe_sum(logits_fn, x_eval, labels, signs, delta=delta,
-                                  targeted=targeted)
+            return spsa_probe_sum(logits_fn, x_eval, labels, signs, delta=delta, targeted=targeted)
+
         if num_chunks == 1:
             total = chunk_sum(0)
         else:
@@ -159,7 +233,8 @@ def spsa(model_fn, x, y=None, *, eps, steps, seed=None, clip_min=0.0, clip_max=1
                 lambda c, _: c < num_chunks,
                 lambda c, acc: (c + 1, acc + chunk_sum(c)),
                 (tf.constant(0), tf.zeros_like(x_eval)),
-                maximum_iterations=num_chunks)
+                maximum_iterations=num_chunks,
+            )
         grad = total / tf.cast(spsa_samples, x.dtype) / delta
         return grad / delta if unbiased_gradient else grad
 
@@ -171,9 +246,9 @@ def spsa(model_fn, x, y=None, *, eps, steps, seed=None, clip_min=0.0, clip_max=1
             grad = gradient(x + perturbation, attack_seed, i)
             t = tf.cast(i + 1, x.dtype)
             new_perturbation, new_m, new_u = adam_update(
-                perturbation, grad, m, u, t, learning_rate=learning_rate)
-            new_perturbation = project_perturbation(new_perturbation, eps, x, clip_min,
-                                                    clip_max)
+                perturbation, grad, m, u, t, learning_rate=learning_rate
+            )
+            new_perturbation = project_perturbation(new_perturbation, eps, x, clip_min, clip_max)
             # Frozen (early-stopped) examples keep their state.
             keep = _common.broadcast_mask(active, x)
             perturbation = tf.where(keep, new_perturbation, perturbation)
@@ -188,31 +263,59 @@ def spsa(model_fn, x, y=None, *, eps, steps, seed=None, clip_min=0.0, clip_max=1
             return tf.logical_and(i < steps, tf.reduce_any(active))
 
         _, perturbation, _, _, _ = tf.while_loop(
-            cond, body,
+            cond,
+            body,
             (tf.constant(0), perturbation, tf.zeros_like(x), tf.zeros_like(x), active),
-            maximum_iterations=steps)
+            maximum_iterations=steps,
+        )
         return tf.stop_gradient(x + perturbation)
 
     return worst_case_over_restarts(
-        attack_once, logits_fn, lambda lab, logits: -spsa_loss(lab, logits, targeted),
-        x, labels, seed, restarts, targeted)
+        attack_once,
+        logits_fn,
+        lambda lab, logits: -spsa_loss(lab, logits, targeted),
+        x,
+        labels,
+        seed,
+        restarts,
+        targeted,
+    )
 
 
 def _build(spec: AttackSpec, logits_fn, threat: Threat, options: SpsaOptions):
     def run(x, labels, seed):
-        return spsa(logits_fn, x, labels, eps=threat.eps, steps=spec.steps, seed=seed,
-                    clip_min=threat.clip_min, clip_max=threat.clip_max,
-                    targeted=spec.targeted, learning_rate=options.spsa_lr,
-                    delta=options.spsa_delta, spsa_samples=options.spsa_samples,
-                    chunk_samples=options.spsa_chunk_samples,
-                    early_stop_loss_threshold=options.spsa_early_stop_loss,
-                    unbiased_gradient=options.spsa_unbiased_gradient,
-                    restarts=threat.restarts)
+        return spsa(
+            logits_fn,
+            x,
+            labels,
+            eps=threat.eps,
+            steps=spec.steps,
+            seed=seed,
+            clip_min=threat.clip_min,
+            clip_max=threat.clip_max,
+            targeted=spec.targeted,
+            learning_rate=options.spsa_lr,
+            delta=options.spsa_delta,
+            spsa_samples=options.spsa_samples,
+            chunk_samples=options.spsa_chunk_samples,
+            early_stop_loss_threshold=options.spsa_early_stop_loss,
+            unbiased_gradient=options.spsa_unbiased_gradient,
+            restarts=threat.restarts,
+        )
+
     return run
 
 
 # SPSA costs spsa_samples x iterations forward passes per example, so evaluations run it on
 # the first `spsa_examples` test examples only (LRM, Summers & Dinneen, evaluate on 1,000).
-FAMILY = AttackFamily(name="spsa", build=_build, multi_step=True, fixed_loss="margin",
-                      norms=("linf",), targetable=True, default_rand_init=True,
-                      options=SpsaOptions, examples=lambda options: options.spsa_examples)
+FAMILY = AttackFamily(
+    name="spsa",
+    build=_build,
+    multi_step=True,
+    fixed_loss="margin",
+    norms=("linf",),
+    targetable=True,
+    default_rand_init=True,
+    options=SpsaOptions,
+    examples=lambda options: options.spsa_examples,
+)

@@ -4,6 +4,7 @@ Kurakin et al. 2017, "Adversarial machine learning at scale" (Step-LL, Iter-LL);
 Kannan et al. 2018 (ALP), sec. 5.3.4. The targeted attacks themselves are FGSM and PGD run
 with `targeted=True` (they minimise the cross-entropy to the target, as CleverHans does).
 """
+
 from __future__ import annotations
 
 import tensorflow as tf
@@ -25,7 +26,8 @@ KURAKIN_SUITE = {
 
 
 def least_likely_target(clean_logits):
-    """The class the model finds least likely on the clean input: argmin of the logits."""
+    """The class the model finds least likely on the clean input (Kurakin et al. 2017's
+    Step-LL target): argmin of the logits, float [B, classes] -> int64 [B]."""
     return tf.argmin(clean_logits, axis=-1)
 
 
@@ -34,17 +36,41 @@ def random_target(labels, num_classes, seed, keys):
 
     Drawn per example from `seed` and the example keys (see `_common`), so it does not depend
     on the batch split.
+
+    Args:
+      labels: int [B], the classes to avoid; num_classes: C (int or int64 tensor).
+      seed: int64 [2]; keys: int64 [B] example fingerprints.
+
+    Returns:
+      int64 [B], each different from its label.
     """
     offset = _common.per_example_uniform(
-        _common.fold_seed(seed, _common.STREAM_RANDOM_TARGET), keys, [],
-        0, tf.cast(num_classes, tf.int64) - 1, tf.int64)
+        _common.fold_seed(seed, _common.STREAM_RANDOM_TARGET),
+        keys,
+        [],
+        0,
+        tf.cast(num_classes, tf.int64) - 1,
+        tf.int64,
+    )
     # labels + 1 + U{0..C-2} (mod C) is uniform over the other classes.
-    return tf.math.floormod(tf.cast(labels, tf.int64) + 1 + offset,
-                            tf.cast(num_classes, tf.int64))
+    return tf.math.floormod(tf.cast(labels, tf.int64) + 1 + offset, tf.cast(num_classes, tf.int64))
 
 
 def select_targets(target: str, clean_logits, labels, seed, keys):
-    """'ll' or 'rand' targets for a batch (labels: the true or predicted classes)."""
+    """'ll' or 'rand' targets for a batch.
+
+    Args:
+      target: 'll' or 'rand'.
+      clean_logits: float [B, classes] on the clean batch.
+      labels: int [B], the true or predicted classes.
+      seed: int64 [2]; keys: int64 [B] example fingerprints.
+
+    Returns:
+      int64 [B] target classes.
+
+    Raises:
+      ValueError: an unknown selector.
+    """
     if target == "ll":
         return least_likely_target(clean_logits)
     if target == "rand":

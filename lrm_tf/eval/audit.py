@@ -25,7 +25,7 @@ attack wins by more than `audit_tolerance` (absolute accuracy; the settings are
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, List, Optional
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -39,9 +39,11 @@ from lrm_tf.report.writer import write_report
 
 def _measure(model, images, labels, spec, threat, batch_size, seed, strategy, log, spsa=None):
     entry = accuracy_point(model, images, labels, spec, threat, batch_size, seed, strategy, spsa)
-    log(f"  {spec.name:<18} eps={threat.eps:.4g} step={threat.eps_step:.4g} "
+    log(
+        f"  {spec.name:<18} eps={threat.eps:.4g} step={threat.eps_step:.4g} "
         f"restarts={threat.restarts}: {100 * entry['accuracy']:6.2f}% of {entry['examples']} "
-        f"({entry['seconds']:.0f}s)")
+        f"({entry['seconds']:.0f}s)"
+    )
     return entry
 
 
@@ -51,16 +53,25 @@ def _check(name, weaker, stronger, tolerance, what):
     drop = weaker["accuracy"] - stronger["accuracy"]
     sign = drop > tolerance
     change = f"{-100 * drop:+.2f} points" if drop else "no change"
-    detail = (f"{what}: {100 * weaker['accuracy']:.2f}% -> {100 * stronger['accuracy']:.2f}% "
-              f"({change}, tolerance {100 * tolerance:.1f})")
+    detail = (
+        f"{what}: {100 * weaker['accuracy']:.2f}% -> {100 * stronger['accuracy']:.2f}% "
+        f"({change}, tolerance {100 * tolerance:.1f})"
+    )
     return {"check": name, "masking_sign": bool(sign), "drop": drop, "detail": detail}
 
 
-def masking_audit(model, images: np.ndarray, labels: np.ndarray, threat: Threat,
-                  config: AuditConfig = AuditConfig(), batch_size: int = 500, seed: int = 0,
-                  strategy: Optional[tf.distribute.Strategy] = None,
-                  spsa: Optional[SpsaOptions] = None,
-                  log: Callable[[str], None] = print) -> Dict:
+def masking_audit(
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    threat: Threat,
+    config: AuditConfig | None = None,
+    batch_size: int = 500,
+    seed: int = 0,
+    strategy: tf.distribute.Strategy | None = None,
+    spsa: SpsaOptions | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Runs the audit's attacks on (images, labels) and judges each check.
 
     Args:
@@ -68,7 +79,8 @@ def masking_audit(model, images: np.ndarray, labels: np.ndarray, threat: Threat,
       images: float [N, H, W, C] in the threat's range ([0, 1]); labels: int [N].
       threat: eps, step, input range and label choice; its `restarts` is ignored (the audit
         compares one start with `config.audit_restarts`).
-      config: the audit's attacks and thresholds (`lrm_tf.config.AuditConfig`).
+      config: the audit's attacks and thresholds (`lrm_tf.config.AuditConfig`; None: its
+        defaults).
       batch_size, seed, strategy: as for `evaluation.attack_accuracy`.
       spsa: SPSA's options (None: `SpsaOptions()`); its `spsa_examples` is replaced by
         `config.audit_spsa_examples`.
@@ -79,28 +91,47 @@ def masking_audit(model, images: np.ndarray, labels: np.ndarray, threat: Threat,
       `evaluation.accuracy_point` record), checks (check, masking_sign, drop, detail),
       masking_signs (the names of the checks that found a sign) and the verdict.
     """
+    config = config or AuditConfig()
     loss = config.audit_loss
     low_steps, high_steps = (int(k) for k in config.audit_steps)
     one = threat.replace(restarts=1)
-    run = lambda spec, t, x=images, y=labels, **kw: _measure(model, x, y, spec, t, batch_size,
-                                                             seed, strategy, log, **kw)
-    log(f"gradient-masking audit on {len(labels)} examples, eps={threat.eps:.4g}, "
-        f"step={threat.eps_step:.4g}, loss={loss}")
+    run = lambda spec, t, x=images, y=labels, **kw: _measure(
+        model, x, y, spec, t, batch_size, seed, strategy, log, **kw
+    )
+    log(
+        f"gradient-masking audit on {len(labels)} examples, eps={threat.eps:.4g}, "
+        f"step={threat.eps_step:.4g}, loss={loss}"
+    )
     low, high = pgd_spec(low_steps, loss), pgd_spec(high_steps, loss)
     fgsm = attacks.parse_attack("fgsm_xent").replace(loss=loss)
-    m: Dict[str, dict] = {"clean": run(attacks.parse_attack("clean"), one), "fgsm": run(fgsm, one),
-                          "pgd_low": run(low, one), "pgd_high": run(high, one),
-                          "pgd_low_restarts": run(low, threat.replace(
-                              restarts=config.audit_restarts))}
+    m: dict[str, dict] = {
+        "clean": run(attacks.parse_attack("clean"), one),
+        "fgsm": run(fgsm, one),
+        "pgd_low": run(low, one),
+        "pgd_high": run(high, one),
+        "pgd_low_restarts": run(low, threat.replace(restarts=config.audit_restarts)),
+    }
     range_eps = threat.clip_max - threat.clip_min
     unbounded_steps = config.audit_unbounded_steps
-    m["pgd_unbounded"] = run(pgd_spec(unbounded_steps, loss), one.replace(
-        eps=range_eps, eps_step=proportional_eps_step(range_eps, unbounded_steps)))
-    checks: List[dict] = [
-        _check("steps", m["pgd_low"], m["pgd_high"], config.audit_tolerance,
-               f"PGD-{low_steps} -> PGD-{high_steps}"),
-        _check("restarts", m["pgd_low"], m["pgd_low_restarts"], config.audit_tolerance,
-               f"PGD-{low_steps}: 1 -> {config.audit_restarts} restarts"),
+    m["pgd_unbounded"] = run(
+        pgd_spec(unbounded_steps, loss),
+        one.replace(eps=range_eps, eps_step=proportional_eps_step(range_eps, unbounded_steps)),
+    )
+    checks: list[dict] = [
+        _check(
+            "steps",
+            m["pgd_low"],
+            m["pgd_high"],
+            config.audit_tolerance,
+            f"PGD-{low_steps} -> PGD-{high_steps}",
+        ),
+        _check(
+            "restarts",
+            m["pgd_low"],
+            m["pgd_low_restarts"],
+            config.audit_tolerance,
+            f"PGD-{low_steps}: 1 -> {config.audit_restarts} restarts",
+        ),
     ]
     spsa = spsa or SpsaOptions()
     if config.audit_spsa_examples:
@@ -109,37 +140,63 @@ def masking_audit(model, images: np.ndarray, labels: np.ndarray, threat: Threat,
         spsa_spec = attacks.parse_attack("spsa1").replace(steps=config.audit_spsa_iterations)
         m["pgd_low_spsa_subset"] = run(low, one, images[:n], labels[:n])
         m["spsa"] = run(spsa_spec, one, images[:n], labels[:n], spsa=spsa)
-        checks.append(_check("spsa", m["pgd_low_spsa_subset"], m["spsa"], config.audit_tolerance,
-                             f"PGD-{low_steps} -> SPSA-{config.audit_spsa_iterations} "
-                             f"({spsa.spsa_samples} samples) on the first {n} examples"))
-    checks.append(_check("single_step", m["pgd_low"], m["fgsm"], config.audit_tolerance,
-                         f"PGD-{low_steps} -> FGSM"))
+        checks.append(
+            _check(
+                "spsa",
+                m["pgd_low_spsa_subset"],
+                m["spsa"],
+                config.audit_tolerance,
+                f"PGD-{low_steps} -> SPSA-{config.audit_spsa_iterations} "
+                f"({spsa.spsa_samples} samples) on the first {n} examples",
+            )
+        )
+    checks.append(
+        _check("single_step", m["pgd_low"], m["fgsm"], config.audit_tolerance, f"PGD-{low_steps} -> FGSM")
+    )
     unbounded = m["pgd_unbounded"]["accuracy"]
     limit = config.audit_unbounded_max
-    checks.append({"check": "unbounded", "masking_sign": bool(unbounded > limit),
-                   "drop": m["clean"]["accuracy"] - unbounded,
-                   "detail": f"PGD-{unbounded_steps} at eps={range_eps:g} (the whole input range): "
-                             f"{100 * unbounded:.2f}% (must be <= {100 * limit:.1f}%)"})
+    checks.append(
+        {
+            "check": "unbounded",
+            "masking_sign": bool(unbounded > limit),
+            "drop": m["clean"]["accuracy"] - unbounded,
+            "detail": f"PGD-{unbounded_steps} at eps={range_eps:g} (the whole input range): "
+            f"{100 * unbounded:.2f}% (must be <= {100 * limit:.1f}%)",
+        }
+    )
     signs = [c for c in checks if c["masking_sign"]]
     if signs:
-        verdict = ("SIGNS OF GRADIENT MASKING: " + "; ".join(c["detail"] for c in signs) +
-                   f". Do not trust the PGD-{low_steps} accuracy "
-                   f"({100 * m['pgd_low']['accuracy']:.2f}%); report the lowest accuracy "
-                   f"measured ({100 * min(e['accuracy'] for k, e in m.items() if k != 'clean'):.2f}%"
-                   " over the audit's attacks) and attack further.")
+        verdict = (
+            "SIGNS OF GRADIENT MASKING: "
+            + "; ".join(c["detail"] for c in signs)
+            + f". Do not trust the PGD-{low_steps} accuracy "
+            f"({100 * m['pgd_low']['accuracy']:.2f}%); report the lowest accuracy "
+            f"measured ({100 * min(e['accuracy'] for k, e in m.items() if k != 'clean'):.2f}%"
+            " over the audit's attacks) and attack further."
+        )
     else:
-        verdict = (f"No sign of gradient masking in these {len(checks)} checks: more steps, "
-                   "restarts" + (", SPSA" if config.audit_spsa_examples else "") +
-                   " and FGSM do not beat the evaluation's PGD by more than "
-                   f"{100 * config.audit_tolerance:.1f} points, and the unbounded attack reaches "
-                   f"{100 * unbounded:.2f}%. (Absence of these signs is not proof of robustness.)")
+        verdict = (
+            f"No sign of gradient masking in these {len(checks)} checks: more steps, "
+            "restarts"
+            + (", SPSA" if config.audit_spsa_examples else "")
+            + " and FGSM do not beat the evaluation's PGD by more than "
+            f"{100 * config.audit_tolerance:.1f} points, and the unbounded attack reaches "
+            f"{100 * unbounded:.2f}%. (Absence of these signs is not proof of robustness.)"
+        )
     log(verdict)
-    return {"threat": dataclasses.asdict(threat), "config": dataclasses.asdict(config),
-            "spsa": dataclasses.asdict(spsa), "seed": seed, "measurements": m,
-            "checks": checks, "masking_signs": [c["check"] for c in signs], "verdict": verdict}
+    return {
+        "threat": dataclasses.asdict(threat),
+        "config": dataclasses.asdict(config),
+        "spsa": dataclasses.asdict(spsa),
+        "seed": seed,
+        "measurements": m,
+        "checks": checks,
+        "masking_signs": [c["check"] for c in signs],
+        "verdict": verdict,
+    }
 
 
-def audit_markdown(audit: Dict, title: str = "Gradient-masking audit") -> str:
+def audit_markdown(audit: dict, title: str = "Gradient-masking audit") -> str:
     """audit.md: the threat, one row per measurement, one per check, and the verdict.
 
     Args:
@@ -150,13 +207,20 @@ def audit_markdown(audit: Dict, title: str = "Gradient-masking audit") -> str:
       The Markdown text.
     """
     t = audit["threat"]
-    lines = [f"# {title}", "", f"Threat: eps={t['eps']:.4g}, step={t['eps_step']:.4g}, input "
-             f"range [{t['clip_min']:g}, {t['clip_max']:g}], seed {audit['seed']}.", "",
-             "| measurement | attack | eps | restarts | accuracy | examples | seconds |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# {title}",
+        "",
+        f"Threat: eps={t['eps']:.4g}, step={t['eps_step']:.4g}, input "
+        f"range [{t['clip_min']:g}, {t['clip_max']:g}], seed {audit['seed']}.",
+        "",
+        "| measurement | attack | eps | restarts | accuracy | examples | seconds |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for key, e in audit["measurements"].items():
-        lines.append(f"| {key} | {e['attack']} | {e['eps']:.4g} | {e['restarts']} | "
-                     f"{100 * e['accuracy']:.2f}% | {e['examples']} | {e['seconds']:.0f} |")
+        lines.append(
+            f"| {key} | {e['attack']} | {e['eps']:.4g} | {e['restarts']} | "
+            f"{100 * e['accuracy']:.2f}% | {e['examples']} | {e['seconds']:.0f} |"
+        )
     lines += ["", "| check | sign of masking | evidence |", "|---|---|---|"]
     for c in audit["checks"]:
         lines.append(f"| {c['check']} | {'YES' if c['masking_sign'] else 'no'} | {c['detail']} |")
@@ -164,8 +228,7 @@ def audit_markdown(audit: Dict, title: str = "Gradient-masking audit") -> str:
     return "\n".join(lines)
 
 
-def write_audit(out_dir: str, audit: Dict, title: str = "Gradient-masking audit"
-                ) -> tuple[str, str]:
+def write_audit(out_dir: str, audit: dict, title: str = "Gradient-masking audit") -> tuple[str, str]:
     """Writes audit.json and audit.md in `out_dir` (atomically).
 
     Args:

@@ -15,9 +15,8 @@ PGD is Madry et al. 2018's (`lrm_tf.attacks.pgd`); every point is one
 
 from __future__ import annotations
 
-import os
 import time
-from typing import Callable, Dict, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -25,9 +24,8 @@ import tensorflow as tf
 from lrm_tf import attacks
 from lrm_tf.attacks.pgd import STEP_FACTOR, pgd_spec, proportional_eps_step
 from lrm_tf.config import CurvesConfig, Threat
+from lrm_tf.eval.curve_plots import plot_curve, write_curve
 from lrm_tf.eval.evaluation import accuracy_point
-from lrm_tf.report.plotting import pyplot, save_figure
-from lrm_tf.report.writer import write_report
 
 # Shafahi et al. tables 10 and 11: the restart counts and step counts they report.
 PAPER_RESTARTS = tuple(range(1, 10))
@@ -39,9 +37,22 @@ UNBOUNDED_EPS = 1.0
 
 CURVES = ("eps", "steps", "restarts")
 
-__all__ = ["CURVES", "EPS_MULTIPLES", "PAPER_RESTARTS", "PAPER_STEPS", "STEP_FACTOR",
-           "UNBOUNDED_EPS", "default_eps_values", "eps_sweep", "plot_curve",
-           "proportional_eps_step", "restarts_sweep", "run_curves", "steps_sweep", "write_curve"]
+__all__ = [
+    "CURVES",
+    "EPS_MULTIPLES",
+    "PAPER_RESTARTS",
+    "PAPER_STEPS",
+    "STEP_FACTOR",
+    "UNBOUNDED_EPS",
+    "default_eps_values",
+    "eps_sweep",
+    "plot_curve",
+    "proportional_eps_step",
+    "restarts_sweep",
+    "run_curves",
+    "steps_sweep",
+    "write_curve",
+]
 
 
 def default_eps_values(threat_eps: float, unbounded: float = UNBOUNDED_EPS) -> tuple:
@@ -59,29 +70,54 @@ def default_eps_values(threat_eps: float, unbounded: float = UNBOUNDED_EPS) -> t
     return tuple(values) + (unbounded,)
 
 
-def _threat(threat: Optional[Threat], **changes) -> Threat:
+def _threat(threat: Threat | None, **changes) -> Threat:
     """`threat` with `changes`, or a default threat ([0, 1], one start, true labels)."""
     return threat.replace(**changes) if threat is not None else Threat(**changes)
 
 
 def _eps_point(model, images, labels, spec, eps, eps_step, threat, batch_size, seed, strategy):
     if eps > 0:
-        return accuracy_point(model, images, labels, spec,
-                              _threat(threat, eps=eps, eps_step=eps_step), batch_size, seed,
-                              strategy, x=eps)
+        return accuracy_point(
+            model,
+            images,
+            labels,
+            spec,
+            _threat(threat, eps=eps, eps_step=eps_step),
+            batch_size,
+            seed,
+            strategy,
+            x=eps,
+        )
     # A ball of radius 0 holds only x, so PGD returns x and its accuracy is the clean one
     # (a Threat needs eps > 0): measure 'clean', record the PGD point at eps 0.
-    point = accuracy_point(model, images, labels, attacks.parse_attack("clean"),
-                           _threat(threat, eps=1.0, eps_step=1.0), batch_size, seed, strategy,
-                           x=eps)
+    point = accuracy_point(
+        model,
+        images,
+        labels,
+        attacks.parse_attack("clean"),
+        _threat(threat, eps=1.0, eps_step=1.0),
+        batch_size,
+        seed,
+        strategy,
+        x=eps,
+    )
     return {**point, "attack": spec.name, "eps": eps, "eps_step": eps_step}
 
 
-def eps_sweep(model, images: np.ndarray, labels: np.ndarray, eps_values: Sequence[float],
-              steps: int = 100, eps_step_fn: Callable[[float, int], float] = proportional_eps_step,
-              attack_loss: str = "xent", seed: int = 0, threat: Optional[Threat] = None,
-              norm: str = "linf", batch_size: int = 500,
-              strategy: Optional[tf.distribute.Strategy] = None) -> Dict:
+def eps_sweep(
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    eps_values: Sequence[float],
+    steps: int = 100,
+    eps_step_fn: Callable[[float, int], float] = proportional_eps_step,
+    attack_loss: str = "xent",
+    seed: int = 0,
+    threat: Threat | None = None,
+    norm: str = "linf",
+    batch_size: int = 500,
+    strategy: tf.distribute.Strategy | None = None,
+) -> dict:
     """Accuracy under PGD-`steps` with `attack_loss` at each eps (Shafahi table 9).
 
     Args:
@@ -104,17 +140,46 @@ def eps_sweep(model, images: np.ndarray, labels: np.ndarray, eps_values: Sequenc
       points (`evaluation.accuracy_point` records with x = eps).
     """
     spec = pgd_spec(steps, attack_loss, norm)
-    points = [_eps_point(model, images, labels, spec, float(eps),
-                         float(eps_step_fn(eps, steps)), threat, batch_size, seed, strategy)
-              for eps in eps_values]
-    return {"curve": "eps", "x": "eps", "attack": spec.name, "steps": steps, "loss": attack_loss,
-            "norm": norm, "eps_step_rule": _describe_step_rule(eps_step_fn), "seed": seed,
-            "points": points}
+    points = [
+        _eps_point(
+            model,
+            images,
+            labels,
+            spec,
+            float(eps),
+            float(eps_step_fn(eps, steps)),
+            threat,
+            batch_size,
+            seed,
+            strategy,
+        )
+        for eps in eps_values
+    ]
+    return {
+        "curve": "eps",
+        "x": "eps",
+        "attack": spec.name,
+        "steps": steps,
+        "loss": attack_loss,
+        "norm": norm,
+        "eps_step_rule": _describe_step_rule(eps_step_fn),
+        "seed": seed,
+        "points": points,
+    }
 
 
-def steps_sweep(model, images: np.ndarray, labels: np.ndarray, steps_values: Sequence[int],
-                threat: Threat, attack_loss: str = "cw", seed: int = 0, norm: str = "linf",
-                batch_size: int = 500, strategy: Optional[tf.distribute.Strategy] = None) -> Dict:
+def steps_sweep(
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    steps_values: Sequence[int],
+    threat: Threat,
+    attack_loss: str = "cw",
+    seed: int = 0,
+    norm: str = "linf",
+    batch_size: int = 500,
+    strategy: tf.distribute.Strategy | None = None,
+) -> dict:
     """Accuracy under PGD-k for each k at the threat's eps and step (Shafahi table 11 uses
     the CW loss of Carlini & Wagner 2017, hence the default).
 
@@ -128,17 +193,46 @@ def steps_sweep(model, images: np.ndarray, labels: np.ndarray, steps_values: Seq
       A JSON-able dict: curve, x, loss, norm, eps, eps_step, seed and the points (x = k).
     """
     base = pgd_spec(1, attack_loss, norm)
-    points = [accuracy_point(model, images, labels, base.replace(steps=int(k)), threat,
-                             batch_size, seed, strategy, x=int(k), steps=int(k))
-              for k in steps_values]
-    return {"curve": "steps", "x": "steps", "loss": attack_loss, "norm": norm,
-            "eps": threat.eps, "eps_step": threat.eps_step, "seed": seed, "points": points}
+    points = [
+        accuracy_point(
+            model,
+            images,
+            labels,
+            base.replace(steps=int(k)),
+            threat,
+            batch_size,
+            seed,
+            strategy,
+            x=int(k),
+            steps=int(k),
+        )
+        for k in steps_values
+    ]
+    return {
+        "curve": "steps",
+        "x": "steps",
+        "loss": attack_loss,
+        "norm": norm,
+        "eps": threat.eps,
+        "eps_step": threat.eps_step,
+        "seed": seed,
+        "points": points,
+    }
 
 
-def restarts_sweep(model, images: np.ndarray, labels: np.ndarray, restarts_values: Sequence[int],
-                   threat: Threat, steps: int = 20, attack_loss: str = "xent", seed: int = 0,
-                   norm: str = "linf", batch_size: int = 500,
-                   strategy: Optional[tf.distribute.Strategy] = None) -> Dict:
+def restarts_sweep(
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    restarts_values: Sequence[int],
+    threat: Threat,
+    steps: int = 20,
+    attack_loss: str = "xent",
+    seed: int = 0,
+    norm: str = "linf",
+    batch_size: int = 500,
+    strategy: tf.distribute.Strategy | None = None,
+) -> dict:
     """Accuracy under PGD-`steps` with each number of random restarts, the worst case kept
     per example (Shafahi table 10).
 
@@ -154,11 +248,24 @@ def restarts_sweep(model, images: np.ndarray, labels: np.ndarray, restarts_value
       points (x = restarts).
     """
     spec = pgd_spec(steps, attack_loss, norm)
-    points = [accuracy_point(model, images, labels, spec, threat.replace(restarts=int(r)),
-                             batch_size, seed, strategy, x=int(r)) for r in restarts_values]
-    return {"curve": "restarts", "x": "restarts", "attack": spec.name, "steps": steps,
-            "loss": attack_loss, "norm": norm, "eps": threat.eps, "eps_step": threat.eps_step,
-            "seed": seed, "points": points}
+    points = [
+        accuracy_point(
+            model, images, labels, spec, threat.replace(restarts=int(r)), batch_size, seed, strategy, x=int(r)
+        )
+        for r in restarts_values
+    ]
+    return {
+        "curve": "restarts",
+        "x": "restarts",
+        "attack": spec.name,
+        "steps": steps,
+        "loss": attack_loss,
+        "norm": norm,
+        "eps": threat.eps,
+        "eps_step": threat.eps_step,
+        "seed": seed,
+        "points": points,
+    }
 
 
 def _describe_step_rule(eps_step_fn) -> str:
@@ -167,74 +274,23 @@ def _describe_step_rule(eps_step_fn) -> str:
     return getattr(eps_step_fn, "__doc__", None) or getattr(eps_step_fn, "__name__", "custom")
 
 
-_AXIS_LABELS = {"eps": "eps (perturbation budget, [0, 1] pixel scale)",
-                "steps": "PGD steps", "restarts": "random restarts (worst case kept)"}
-
-
-def _title(curve: Dict) -> str:
-    if curve["curve"] == "eps":
-        return (f"Accuracy vs eps: {curve['attack']}, {curve['eps_step_rule'].split(' (')[0]}"
-                f"\n(sanity check, Shafahi et al. table 9)")
-    if curve["curve"] == "steps":
-        return (f"Accuracy vs PGD steps: {curve['norm']} {curve['loss']} loss, "
-                f"eps={curve['eps']:.4g}, step={curve['eps_step']:.4g}\n(Shafahi et al. table 11)")
-    return (f"Accuracy vs restarts: {curve['attack']}, eps={curve['eps']:.4g}, "
-            f"step={curve['eps_step']:.4g}\n(Shafahi et al. table 10)")
-
-
-def plot_curve(curve: Dict, path: str) -> None:
-    """Accuracy (percent) against the swept quantity, each point labelled with its value.
-
-    Args:
-      curve: a sweep's result.
-      path: the PNG to write (atomically).
-    """
-    plt = pyplot()
-    xs = [p["x"] for p in curve["points"]]
-    ys = [100 * p["accuracy"] for p in curve["points"]]
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    ax.plot(xs, ys, marker="o", color="tab:blue")
-    for x, y in zip(xs, ys):
-        ax.annotate(f"{y:.1f}%", (x, y), textcoords="offset points", xytext=(0, 7),
-                    ha="center", fontsize=8)
-    if curve["curve"] == "steps" and len(xs) > 1 and min(xs) > 0 and max(xs) / min(xs) >= 10:
-        ax.set_xscale("log")
-        ax.set_xticks(xs, [str(x) for x in xs])
-    if curve["curve"] == "restarts":
-        ax.set_xticks(xs)
-    ax.set_ylim(-3, 105)
-    ax.set_xlabel(_AXIS_LABELS[curve["curve"]])
-    ax.set_ylabel(f"accuracy (%) on {curve['points'][0]['examples']} examples")
-    ax.set_title(_title(curve), fontsize=10)
-    ax.grid(True, alpha=0.3)
-    save_figure(fig, path)
-
-
-def write_curve(out_dir: str, name: str, curve: Dict) -> tuple[str, str]:
-    """Writes `<name>.json` and `<name>.png` in `out_dir` (both atomically).
-
-    Args:
-      out_dir: the directory (created if missing).
-      name: the file stem, e.g. 'curve_eps'.
-      curve: a sweep's result.
-
-    Returns:
-      (json_path, png_path).
-    """
-    json_path, _ = write_report(out_dir, name, curve)
-    png_path = os.path.join(out_dir, f"{name}.png")
-    plot_curve(curve, png_path)
-    return json_path, png_path
-
-
-def run_curves(model, images: np.ndarray, labels: np.ndarray, out_dir: str,
-               which: Union[CurvesConfig, Sequence[str]], threat: Threat,
-               steps: Optional[int] = None, attack_loss: Optional[str] = None,
-               eps_values: Optional[Sequence[float]] = None,
-               steps_values: Sequence[int] = PAPER_STEPS,
-               restarts_values: Sequence[int] = PAPER_RESTARTS, batch_size: int = 500,
-               seed: int = 0, strategy: Optional[tf.distribute.Strategy] = None,
-               log: Callable[[str], None] = print) -> Dict[str, Dict]:
+def run_curves(
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    out_dir: str,
+    which: CurvesConfig | Sequence[str],
+    threat: Threat,
+    steps: int | None = None,
+    attack_loss: str | None = None,
+    eps_values: Sequence[float] | None = None,
+    steps_values: Sequence[int] = PAPER_STEPS,
+    restarts_values: Sequence[int] = PAPER_RESTARTS,
+    batch_size: int = 500,
+    seed: int = 0,
+    strategy: tf.distribute.Strategy | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, dict]:
     """The curves named in `which`, written as curve_<name>.json and curve_<name>.png.
 
     Args:
@@ -270,15 +326,44 @@ def run_curves(model, images: np.ndarray, labels: np.ndarray, out_dir: str,
     for kind in which:
         t0 = time.time()
         if kind == "eps":
-            curve = eps_sweep(model, images, labels, eps_values or default_eps_values(threat.eps),
-                              steps, proportional_eps_step, attack_loss, seed, threat,
-                              batch_size=batch_size, strategy=strategy)
+            curve = eps_sweep(
+                model,
+                images,
+                labels,
+                eps_values or default_eps_values(threat.eps),
+                steps,
+                proportional_eps_step,
+                attack_loss,
+                seed,
+                threat,
+                batch_size=batch_size,
+                strategy=strategy,
+            )
         elif kind == "steps":
-            curve = steps_sweep(model, images, labels, steps_values, threat, attack_loss, seed,
-                                batch_size=batch_size, strategy=strategy)
+            curve = steps_sweep(
+                model,
+                images,
+                labels,
+                steps_values,
+                threat,
+                attack_loss,
+                seed,
+                batch_size=batch_size,
+                strategy=strategy,
+            )
         else:
-            curve = restarts_sweep(model, images, labels, restarts_values, threat, steps,
-                                   attack_loss, seed, batch_size=batch_size, strategy=strategy)
+            curve = restarts_sweep(
+                model,
+                images,
+                labels,
+                restarts_values,
+                threat,
+                steps,
+                attack_loss,
+                seed,
+                batch_size=batch_size,
+                strategy=strategy,
+            )
         _, png = write_curve(out_dir, f"curve_{kind}", curve)
         summary = ", ".join(f"{p['x']}: {100 * p['accuracy']:.2f}%" for p in curve["points"])
         log(f"curve {kind} ({time.time() - t0:.0f}s): {summary} -> {png}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime
 import time
-from typing import Callable, Dict, Iterator, Optional, Sequence, Union
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -25,7 +25,7 @@ from lrm_tf.config import SpsaOptions, Threat
 from lrm_tf.report.rundir import RunDir
 from lrm_tf.report.writer import write_report
 
-Attack = Union[str, AttackSpec]  # an attack name or a parsed spec
+Attack = str | AttackSpec  # an attack name or a parsed spec
 
 
 def attack_spec(attack: Attack) -> AttackSpec:
@@ -45,8 +45,15 @@ def _attack_setup(model, attack, threat: Threat, images, labels, spsa=None):
     return logits_fn, attacks.build_attack(spec, logits_fn, threat, spsa), images, labels
 
 
-def map_batches(per_replica_fn, images: np.ndarray, labels: np.ndarray, batch_size: int,
-                seed: int, strategy: tf.distribute.Strategy, combine) -> Iterator[tuple]:
+def map_batches(
+    per_replica_fn,
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    seed: int,
+    strategy: tf.distribute.Strategy,
+    combine,
+) -> Iterator[tuple]:
     """Runs `per_replica_fn` batch by batch under `strategy`.
 
     Batch i uses the seed (seed, i), and attacks key their randomness per example, so the
@@ -66,14 +73,12 @@ def map_batches(per_replica_fn, images: np.ndarray, labels: np.ndarray, batch_si
     """
     n = len(labels)
     for i, start in enumerate(range(0, n, batch_size)):
-        x = tf.convert_to_tensor(images[start:start + batch_size], tf.float32)
-        y = tf.convert_to_tensor(labels[start:start + batch_size], tf.int64)
+        x = tf.convert_to_tensor(images[start : start + batch_size], tf.float32)
+        y = tf.convert_to_tensor(labels[start : start + batch_size], tf.int64)
         step_seed = tf.constant([seed, i], tf.int64)
         if strategy.num_replicas_in_sync > 1:
-            dist = strategy.experimental_distribute_values_from_function(
-                lambda ctx: _shard(ctx, x, y))
-            per_replica = strategy.run(lambda xy, s: per_replica_fn(xy[0], xy[1], s),
-                                       args=(dist, step_seed))
+            dist = strategy.experimental_distribute_values_from_function(lambda ctx: _shard(ctx, x, y))
+            per_replica = strategy.run(lambda xy, s: per_replica_fn(xy[0], xy[1], s), args=(dist, step_seed))
             yield min(start + batch_size, n), combine(strategy, per_replica)
         else:
             yield min(start + batch_size, n), per_replica_fn(x, y, step_seed)
@@ -84,13 +89,21 @@ def _shard(ctx, x, y):
     n = ctx.num_replicas_in_sync
     size = -(-int(x.shape[0]) // n)
     lo = ctx.replica_id_in_sync_group * size
-    return x[lo:lo + size], y[lo:lo + size]
+    return x[lo : lo + size], y[lo : lo + size]
 
 
-def attack_accuracy(model, images: np.ndarray, labels: np.ndarray, attack: Attack,
-                    threat: Threat, batch_size: int = 500, seed: int = 0,
-                    strategy: Optional[tf.distribute.Strategy] = None, progress: bool = True,
-                    spsa: Optional[SpsaOptions] = None) -> tuple[float, int]:
+def attack_accuracy(
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    attack: Attack,
+    threat: Threat,
+    batch_size: int = 500,
+    seed: int = 0,
+    strategy: tf.distribute.Strategy | None = None,
+    progress: bool = True,
+    spsa: SpsaOptions | None = None,
+) -> tuple[float, int]:
     """Accuracy of `model` on the adversarial examples of `attack` made from (images, labels).
 
     Each batch is attacked by one compiled function run under `strategy` (the batch is split
@@ -116,9 +129,9 @@ def attack_accuracy(model, images: np.ndarray, labels: np.ndarray, attack: Attac
       ValueError: a bad attack name or option.
     """
     import keras
+
     strategy = strategy or tf.distribute.get_strategy()
-    logits_fn, attack_fn, images, labels = _attack_setup(model, attack, threat, images, labels,
-                                                          spsa)
+    logits_fn, attack_fn, images, labels = _attack_setup(model, attack, threat, images, labels, spsa)
 
     @tf.function
     def correct_on_replica(x, y, step_seed):
@@ -130,17 +143,25 @@ def attack_accuracy(model, images: np.ndarray, labels: np.ndarray, attack: Attac
     bar = keras.utils.Progbar(n, unit_name="example", verbose=1 if progress else 0)
     correct = 0
     total_correct = lambda s, v: s.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-    for done, batch_correct in map_batches(correct_on_replica, images, labels, batch_size, seed,
-                                           strategy, total_correct):
+    for done, batch_correct in map_batches(
+        correct_on_replica, images, labels, batch_size, seed, strategy, total_correct
+    ):
         correct += int(batch_correct)
         bar.update(done, values=[("accuracy", correct / done)])
     return correct / max(n, 1), n
 
 
-def adversarial_examples(model, images: np.ndarray, labels: np.ndarray, attack: Attack,
-                         threat: Threat, batch_size: int = 500, seed: int = 0,
-                         strategy: Optional[tf.distribute.Strategy] = None,
-                         spsa: Optional[SpsaOptions] = None) -> tuple[np.ndarray, np.ndarray]:
+def adversarial_examples(
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    attack: Attack,
+    threat: Threat,
+    batch_size: int = 500,
+    seed: int = 0,
+    strategy: tf.distribute.Strategy | None = None,
+    spsa: SpsaOptions | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """The adversarial images that `attack_accuracy` scores with the same arguments.
 
     Same attack construction, same batching and the same per-batch seed (seed, i).
@@ -157,17 +178,29 @@ def adversarial_examples(model, images: np.ndarray, labels: np.ndarray, attack: 
     _, attack_fn, images, labels = _attack_setup(model, attack, threat, images, labels, spsa)
     # Shards are contiguous and in replica order, so gathering restores the batch order.
     gather = lambda s, v: s.gather(v, axis=0)
-    batches = [np.asarray(x_adv, np.float32) for _, x_adv in map_batches(
-        tf.function(attack_fn), images, labels, batch_size, seed, strategy, gather)]
+    batches = [
+        np.asarray(x_adv, np.float32)
+        for _, x_adv in map_batches(
+            tf.function(attack_fn), images, labels, batch_size, seed, strategy, gather
+        )
+    ]
     shape = (0, *np.shape(images)[1:])
     adv = np.concatenate(batches) if batches else np.zeros(shape, np.float32)
     return adv, np.asarray(labels)
 
 
-def accuracy_point(model, images: np.ndarray, labels: np.ndarray, attack: Attack,
-                   threat: Threat, batch_size: int = 500, seed: int = 0,
-                   strategy: Optional[tf.distribute.Strategy] = None,
-                   spsa: Optional[SpsaOptions] = None, **fields) -> Dict:
+def accuracy_point(
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    attack: Attack,
+    threat: Threat,
+    batch_size: int = 500,
+    seed: int = 0,
+    strategy: tf.distribute.Strategy | None = None,
+    spsa: SpsaOptions | None = None,
+    **fields,
+) -> dict:
     """One `attack_accuracy` measurement (no progress bar) as a JSON-ready record.
 
     Args:
@@ -181,18 +214,33 @@ def accuracy_point(model, images: np.ndarray, labels: np.ndarray, attack: Attack
     """
     spec = attack_spec(attack)
     t0 = time.time()
-    acc, n = attack_accuracy(model, images, labels, spec, threat, batch_size, seed, strategy,
-                             progress=False, spsa=spsa)
-    return {**fields, "attack": spec.name, "eps": threat.eps, "eps_step": threat.eps_step,
-            "restarts": threat.restarts, "accuracy": acc, "examples": n,
-            "seconds": round(time.time() - t0, 2)}
+    acc, n = attack_accuracy(
+        model, images, labels, spec, threat, batch_size, seed, strategy, progress=False, spsa=spsa
+    )
+    return {
+        **fields,
+        "attack": spec.name,
+        "eps": threat.eps,
+        "eps_step": threat.eps_step,
+        "restarts": threat.restarts,
+        "accuracy": acc,
+        "examples": n,
+        "seconds": round(time.time() - t0, 2),
+    }
 
 
-def evaluate_attacks(model, images: np.ndarray, labels: np.ndarray, attack_names: Sequence[str],
-                     threat: Threat, batch_size: int = 500, seed: int = 0,
-                     strategy: Optional[tf.distribute.Strategy] = None,
-                     spsa: Optional[SpsaOptions] = None,
-                     log: Callable[[str], None] = print) -> Dict[str, dict]:
+def evaluate_attacks(
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    attack_names: Sequence[str],
+    threat: Threat,
+    batch_size: int = 500,
+    seed: int = 0,
+    strategy: tf.distribute.Strategy | None = None,
+    spsa: SpsaOptions | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, dict]:
     """Accuracy under each attack: the entries of results.json.
 
     Args:
@@ -214,22 +262,31 @@ def evaluate_attacks(model, images: np.ndarray, labels: np.ndarray, attack_names
         spec = attacks.parse_attack(name)
         log(f"{name}:")
         t0 = time.time()
-        acc, n = attack_accuracy(model, images, labels, spec, threat, batch_size, seed, strategy,
-                                 spsa=spsa)
+        acc, n = attack_accuracy(model, images, labels, spec, threat, batch_size, seed, strategy, spsa=spsa)
         params = {"family": spec.family}
         if spec.family != "clean":
-            params.update(eps=threat.eps, steps=spec.steps, loss=spec.loss, norm=spec.norm,
-                          rand_init=spec.rand_init, target=spec.target)
+            params.update(
+                eps=threat.eps,
+                steps=spec.steps,
+                loss=spec.loss,
+                norm=spec.norm,
+                rand_init=spec.rand_init,
+                target=spec.target,
+            )
             if spec.steps > 1:
                 params["eps_step"] = threat.eps_step
             if spec.rand_init:
                 params["restarts"] = threat.restarts
-        results[name] = {"accuracy": acc, "examples": n, "params": params,
-                         "seconds": round(time.time() - t0, 2)}
+        results[name] = {
+            "accuracy": acc,
+            "examples": n,
+            "params": params,
+            "seconds": round(time.time() - t0, 2),
+        }
     return results
 
 
-def results_markdown(results: Dict[str, dict], title: str = "Results") -> str:
+def results_markdown(results: dict[str, dict], title: str = "Results") -> str:
     """A table laid out like the papers': one row per attack, accuracy in percent.
 
     Args:
@@ -239,15 +296,14 @@ def results_markdown(results: Dict[str, dict], title: str = "Results") -> str:
     Returns:
       The Markdown text.
     """
-    lines = [f"# {title}", "", "| attack | accuracy | examples | parameters |",
-             "|---|---:|---:|---|"]
+    lines = [f"# {title}", "", "| attack | accuracy | examples | parameters |", "|---|---:|---:|---|"]
     for name, r in results.items():
         params = ", ".join(f"{k}={v}" for k, v in sorted(r.get("params", {}).items()))
         lines.append(f"| {name} | {100 * r['accuracy']:.2f}% | {r['examples']} | {params} |")
     return "\n".join(lines) + "\n"
 
 
-def write_results(run: RunDir, results: Dict[str, dict], title: str) -> tuple[str, str]:
+def write_results(run: RunDir, results: dict[str, dict], title: str) -> tuple[str, str]:
     """Writes results.json and results.md in the run directory (atomically).
 
     Args:
@@ -261,7 +317,7 @@ def write_results(run: RunDir, results: Dict[str, dict], title: str) -> tuple[st
     return write_report(run.path, "results", results, results_markdown(results, title))
 
 
-def print_table(results: Dict[str, dict], log: Callable[[str], None] = print) -> None:
+def print_table(results: dict[str, dict], log: Callable[[str], None] = print) -> None:
     """The results as an aligned text table (attack, accuracy in percent, examples)."""
     width = max([len(n) for n in results] + [6])
     log(f"{'attack':<{width}}  accuracy  examples")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Dict, Mapping, Optional
+from collections.abc import Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -19,11 +19,19 @@ from lrm_tf.eval.evaluation import Attack, adversarial_examples, attack_accuracy
 from lrm_tf.report.writer import write_report
 
 
-def transfer_matrix(sources: Mapping[str, object], targets: Mapping[str, object],
-                    images: np.ndarray, labels: np.ndarray, attack: Attack,
-                    threat: Threat, batch_size: int = 500, seed: int = 0,
-                    strategy: Optional[tf.distribute.Strategy] = None,
-                    progress: bool = False, spsa: Optional[SpsaOptions] = None) -> Dict:
+def transfer_matrix(
+    sources: Mapping[str, object],
+    targets: Mapping[str, object],
+    images: np.ndarray,
+    labels: np.ndarray,
+    attack: Attack,
+    threat: Threat,
+    batch_size: int = 500,
+    seed: int = 0,
+    strategy: tf.distribute.Strategy | None = None,
+    progress: bool = False,
+    spsa: SpsaOptions | None = None,
+) -> dict:
     """Accuracy of every target on the adversarial examples of every source.
 
     Each source's examples are made once (`evaluation.adversarial_examples`) and then scored
@@ -53,23 +61,33 @@ def transfer_matrix(sources: Mapping[str, object], targets: Mapping[str, object]
     examples = None
     for source_name, source in sources.items():
         t0 = time.time()
-        x_adv, y = adversarial_examples(source, images, labels, spec, threat, batch_size, seed,
-                                        strategy, spsa)
+        x_adv, y = adversarial_examples(
+            source, images, labels, spec, threat, batch_size, seed, strategy, spsa
+        )
         examples = len(y)
         accuracy[source_name] = {}
         for target_name, target in targets.items():
-            acc, _ = attack_accuracy(target, x_adv, y, "clean", threat, batch_size, seed,
-                                     strategy, progress=progress)
+            acc, _ = attack_accuracy(
+                target, x_adv, y, "clean", threat, batch_size, seed, strategy, progress=progress
+            )
             accuracy[source_name][target_name] = acc
             if target is source:
                 white_box.append([source_name, target_name])
         seconds[source_name] = round(time.time() - t0, 2)
-    return {"attack": spec.name, "sources": list(sources), "targets": list(targets),
-            "accuracy": accuracy, "examples": examples, "white_box": white_box,
-            "threat": dataclasses.asdict(threat), "seed": seed, "seconds": seconds}
+    return {
+        "attack": spec.name,
+        "sources": list(sources),
+        "targets": list(targets),
+        "accuracy": accuracy,
+        "examples": examples,
+        "white_box": white_box,
+        "threat": dataclasses.asdict(threat),
+        "seed": seed,
+        "seconds": seconds,
+    }
 
 
-def transfer_markdown(matrix: Dict, title: Optional[str] = None) -> str:
+def transfer_markdown(matrix: dict, title: str | None = None) -> str:
     """The matrix as a table laid out like LRM table 2: rows = source, columns = target.
 
     Args:
@@ -82,13 +100,17 @@ def transfer_markdown(matrix: Dict, title: Optional[str] = None) -> str:
     threat = matrix["threat"]
     title = title or f"Black-box transfer: {matrix['attack']}"
     white_box = {tuple(pair) for pair in matrix["white_box"]}
-    lines = [f"# {title}", "",
-             f"Adversarial examples of `{matrix['attack']}` (eps={threat['eps']:g}, "
-             f"eps_step={threat['eps_step']:g}) made on each source model (row) and "
-             f"classified by each target model (column); accuracy in percent over "
-             f"{matrix['examples']} test examples.", "",
-             "| source \\ target | " + " | ".join(matrix["targets"]) + " |",
-             "|---|" + "---:|" * len(matrix["targets"])]
+    lines = [
+        f"# {title}",
+        "",
+        f"Adversarial examples of `{matrix['attack']}` (eps={threat['eps']:g}, "
+        f"eps_step={threat['eps_step']:g}) made on each source model (row) and "
+        f"classified by each target model (column); accuracy in percent over "
+        f"{matrix['examples']} test examples.",
+        "",
+        "| source \\ target | " + " | ".join(matrix["targets"]) + " |",
+        "|---|" + "---:|" * len(matrix["targets"]),
+    ]
     for source in matrix["sources"]:
         cells = []
         for target in matrix["targets"]:
@@ -100,7 +122,7 @@ def transfer_markdown(matrix: Dict, title: Optional[str] = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_transfer(out_dir: str, matrix: Dict, name: str = "transfer") -> tuple[str, str]:
+def write_transfer(out_dir: str, matrix: dict, name: str = "transfer") -> tuple[str, str]:
     """Writes `<name>.json` and `<name>.md` in `out_dir` (atomically).
 
     Args:

@@ -13,8 +13,10 @@ def pyplot():
       without matplotlib until a figure is drawn.
     """
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 

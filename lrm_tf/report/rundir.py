@@ -1,4 +1,4 @@
-"""The run directory (SPEC 5a): one place for a run's flags, logs, checkpoints, results, export.
+"""The run directory: one place for a run's flags, logs, checkpoints, results and export.
 
 All files a person reads are written atomically (write to a temporary file, then rename), so
 an interrupted run never leaves half a results.json.
@@ -12,10 +12,21 @@ import tempfile
 
 
 class RunDir:
+    """A run's directory and the names of the files in it.
+
+    Files: flags.json (the resolved settings), metrics.csv (per-epoch metrics), checkpoints/,
+    tensorboard/, results.json and results.md (evaluation), saved_model/ and model.keras
+    (export), run_state.json (training / finished, read by resume).
+
+    Args:
+      path: the directory (made absolute; it need not exist yet).
+    """
+
     def __init__(self, path: str):
         self.path = os.path.abspath(path)
 
     def __truediv__(self, name: str) -> str:
+        """`run / 'name'`: the path of a file in the run directory."""
         return os.path.join(self.path, name)
 
     flags_json = property(lambda self: self / "flags.json")
@@ -29,9 +40,11 @@ class RunDir:
     state_json = property(lambda self: self / "run_state.json")
 
     def exists(self) -> bool:
+        """Whether the directory exists."""
         return os.path.isdir(self.path)
 
     def create(self):
+        """Makes the directory (and its parents) if missing."""
         os.makedirs(self.path, exist_ok=True)
 
     def check_writable(self):
@@ -42,17 +55,27 @@ class RunDir:
         os.remove(tmp)
 
     def is_finished(self) -> bool:
+        """Whether run_state.json says the run finished."""
         return self.read_json(self.state_json, {}).get("status") == "finished"
 
     def has_checkpoint(self) -> bool:
+        """Whether checkpoints/ holds a checkpoint to resume from."""
         return os.path.isdir(self.checkpoints) and any(
-            f.startswith("ckpt") for f in os.listdir(self.checkpoints))
+            f.startswith("ckpt") for f in os.listdir(self.checkpoints)
+        )
 
     def set_state(self, status: str, **extra):
+        """Writes run_state.json atomically: {"status": status, **extra}.
+
+        Args:
+          status: 'training' or 'finished'.
+          **extra: JSON-able entries (e.g. train_seconds).
+        """
         write_json_atomic(self.state_json, {"status": status, **extra})
 
     @staticmethod
     def read_json(path: str, default=None):
+        """The JSON content of `path`, or `default` when the file does not exist."""
         if not os.path.exists(path):
             return default
         with open(path) as f:
@@ -60,6 +83,16 @@ class RunDir:
 
 
 def write_text_atomic(path: str, text: str):
+    """Writes `text` to `path` atomically: a temporary file beside it, fsync, then rename.
+
+    Args:
+      path: the file; its directory is created if missing.
+      text: the content.
+
+    Raises:
+      OSError: the directory cannot be written; the previous file, if any, is left intact
+        and no temporary file remains (also when interrupted).
+    """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path))
@@ -76,12 +109,19 @@ def write_text_atomic(path: str, text: str):
 
 
 def write_json_atomic(path: str, obj):
+    """Writes `obj` as JSON (indent 2, sorted keys) to `path` atomically.
+
+    Raises:
+      TypeError: `obj` is not JSON-able (the previous file is left intact).
+    """
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def is_run_dir(path: str) -> bool:
+    """Whether `path` is a run directory (it holds flags.json)."""
     return os.path.isfile(os.path.join(path, "flags.json"))
 
 
 def is_saved_model(path: str) -> bool:
+    """Whether `path` is a SavedModel directory (it holds saved_model.pb)."""
     return os.path.isfile(os.path.join(path, "saved_model.pb"))

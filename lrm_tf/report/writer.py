@@ -8,13 +8,12 @@ an interrupted run never leaves half a report.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Any
 
 from lrm_tf.report.rundir import write_json_atomic, write_text_atomic
 
 
-def write_report(out_dir: str, name: str, data: Any, markdown: Optional[str] = None
-                 ) -> tuple[str, Optional[str]]:
+def write_report(out_dir: str, name: str, data: Any, markdown: str | None = None) -> tuple[str, str | None]:
     """Writes `<out_dir>/<name>.json` and, when given, `<out_dir>/<name>.md`, atomically.
 
     Args:

@@ -1,10 +1,10 @@
 """Fixtures of the attack tests."""
+
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
-
 from attack_test_utils import make_batch, make_conv_model  # noqa: E402
 
 

@@ -1,6 +1,7 @@
 """Run by test_attack_mirrored.py in a fresh process (logical devices must be configured
 before TensorFlow initialises): attacks under a two-replica MirroredStrategy on CPU against
 the same attacks on one device. Prints one JSON object: attack name -> max |difference|."""
+
 import json
 import os
 import sys
@@ -10,7 +11,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
 tf.config.set_logical_device_configuration(
-    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2
+)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from attack_test_utils import make_batch, make_conv_model  # noqa: E402
@@ -18,8 +20,17 @@ from attack_test_utils import make_batch, make_conv_model  # noqa: E402
 from lrm_tf.attacks import build_attack  # noqa: E402
 from lrm_tf.config import SpsaOptions, Threat  # noqa: E402
 
-ATTACKS = ["clean", "fgsm_xent", "rfgsm_xent", "pgd5_xent", "pgd5_l2_cw", "iter5_ll",
-           "pgd5_rand", "r_step_rand", "spsa3"]
+ATTACKS = [
+    "clean",
+    "fgsm_xent",
+    "rfgsm_xent",
+    "pgd5_xent",
+    "pgd5_l2_cw",
+    "iter5_ll",
+    "pgd5_rand",
+    "r_step_rand",
+    "spsa3",
+]
 
 
 def main():
@@ -34,14 +45,15 @@ def main():
 
     def per_replica(values):
         return strategy.experimental_distribute_values_from_function(
-            lambda ctx: values[split[ctx.replica_id_in_sync_group]:
-                               split[ctx.replica_id_in_sync_group + 1]])
+            lambda ctx: values[split[ctx.replica_id_in_sync_group] : split[ctx.replica_id_in_sync_group + 1]]
+        )
 
     x_dist, y_dist = per_replica(x), per_replica(y)
     report = {"replicas": strategy.num_replicas_in_sync}
     for name in ATTACKS:
-        attack = build_attack(name, model, Threat(eps=0.1, eps_step=0.03, restarts=2),
-                              SpsaOptions(spsa_samples=8))
+        attack = build_attack(
+            name, model, Threat(eps=0.1, eps_step=0.03, restarts=2), SpsaOptions(spsa_samples=8)
+        )
         single = tf.function(attack)(x, y, seed)
         distributed_fn = tf.function(lambda xs, ys: strategy.run(attack, args=(xs, ys, seed)))
         gathered = strategy.gather(distributed_fn(x_dist, y_dist), axis=0)

@@ -3,6 +3,7 @@
 The logical devices must exist before TensorFlow initialises, so the check runs in a fresh
 Python process (mirrored_attack_script.py) that prints its measurements as JSON.
 """
+
 import json
 import os
 import subprocess
@@ -15,8 +16,13 @@ TOLERANCE = 1e-5
 
 
 def test_mirrored_strategy_matches_single_device():
-    result = subprocess.run([sys.executable, SCRIPT], capture_output=True, text=True,
-                            timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    result = subprocess.run(
+        [sys.executable, SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report.pop("replicas") == 2

@@ -1,12 +1,22 @@
-"""Attack names: the SPEC 5a contract parses; bad names raise one clear ValueError."""
+"""Attack names: the grammar parses and round-trips; bad names raise one clear ValueError."""
+
 import dataclasses
 
 import pytest
 import tensorflow as tf
 
-from lrm_tf.attacks import (FAMILIES, KURAKIN_SUITE, AttackSpec, FgsmOptions, build_attack,
-                            evaluated_examples, family_options, format_attack, grammar,
-                            parse_attack)
+from lrm_tf.attacks import (
+    FAMILIES,
+    KURAKIN_SUITE,
+    AttackSpec,
+    FgsmOptions,
+    build_attack,
+    evaluated_examples,
+    family_options,
+    format_attack,
+    grammar,
+    parse_attack,
+)
 from lrm_tf.config import SpsaOptions, Threat
 
 GOOD = {
@@ -33,9 +43,28 @@ GOOD = {
     "pgd10_rand": ("pgd", 10, "xent", "linf", True, "rand"),
 }
 
-BAD = ["", "pgd", "pgd_xent", "pgd20", "pgd0_xent", "fgsm20_xent", "fgsm", "spsa",
-       "spsa100_xent", "spsa100_l2", "step_xent", "rfgsm_ll", "r_step20_ll", "pgd20_l1_xent",
-       "pgd20_xent_l2", "PGD20_xent", "clean_xent", "clean5", "bim10_xent", "pgd20_xent "]
+BAD = [
+    "",
+    "pgd",
+    "pgd_xent",
+    "pgd20",
+    "pgd0_xent",
+    "fgsm20_xent",
+    "fgsm",
+    "spsa",
+    "spsa100_xent",
+    "spsa100_l2",
+    "step_xent",
+    "rfgsm_ll",
+    "r_step20_ll",
+    "pgd20_l1_xent",
+    "pgd20_xent_l2",
+    "PGD20_xent",
+    "clean_xent",
+    "clean5",
+    "bim10_xent",
+    "pgd20_xent ",
+]
 
 
 @pytest.mark.parametrize("name", sorted(GOOD))
@@ -55,7 +84,7 @@ def test_bad_names_raise_one_line_with_grammar(name):
 
 def test_spec_is_frozen():
     spec = parse_attack("pgd20_xent")
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 (FrozenInstanceError)
         spec.steps = 3
 
 
@@ -69,18 +98,16 @@ def test_kurakin_suite_names_parse_as_targeted():
 def test_every_registered_family_builds(logits_fn, batch):
     x, y = batch
     for family in FAMILIES:
-        name = {"clean": "clean", "fgsm": "fgsm_xent", "pgd": "pgd2_xent",
-                "spsa": "spsa1"}[family]
-        x_adv = build_attack(name, logits_fn, Threat(eps=0.05, eps_step=0.01),
-                             SpsaOptions(spsa_samples=4))(
-            x, y, tf.constant([0, 0]))
+        name = {"clean": "clean", "fgsm": "fgsm_xent", "pgd": "pgd2_xent", "spsa": "spsa1"}[family]
+        x_adv = build_attack(name, logits_fn, Threat(eps=0.05, eps_step=0.01), SpsaOptions(spsa_samples=4))(
+            x, y, tf.constant([0, 0])
+        )
         assert x_adv.shape == x.shape
 
 
 def test_build_attack_rejects_bad_random_step(logits_fn):
     with pytest.raises(ValueError, match="random step"):
-        build_attack("rfgsm_xent", logits_fn, Threat(eps=0.1, eps_step=0.1),
-                     FgsmOptions(rand_step_alpha=0.2))
+        build_attack("rfgsm_xent", logits_fn, Threat(eps=0.1, eps_step=0.1), FgsmOptions(rand_step_alpha=0.2))
 
 
 @pytest.mark.parametrize("name", sorted(GOOD))

@@ -1,4 +1,5 @@
 """Random starts/steps stay in the eps ball and the range; seeds make them reproducible."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -29,9 +30,11 @@ def perturbation_sizes(x_adv, x, norm):
 @pytest.mark.parametrize("name,eps,norm", RANDOM_ATTACKS)
 def test_random_attack_in_ball_in_range_and_seeded(logits_fn, batch, name, eps, norm):
     x, y = batch
-    attack = tf.function(build_attack(name, logits_fn,
-                                      Threat(eps=eps, eps_step=eps / 4, restarts=2),
-                                      SpsaOptions(spsa_samples=8)))
+    attack = tf.function(
+        build_attack(
+            name, logits_fn, Threat(eps=eps, eps_step=eps / 4, restarts=2), SpsaOptions(spsa_samples=8)
+        )
+    )
     seed_a, seed_b = tf.constant([1, 2], tf.int64), tf.constant([1, 3], tf.int64)
     first = attack(x, y, seed_a)
     again = attack(x, y, seed_a)
@@ -48,8 +51,7 @@ def test_random_start_without_steps_is_uniform_in_ball(logits_fn, batch):
     x = tf.fill([64, 8, 8, 1], 0.5)
     # Distinct images, so that the per-example keys (fingerprints) differ.
     x = x + tf.reshape(tf.range(64, dtype=tf.float32) * 1e-4, [64, 1, 1, 1])
-    start = projected_gradient_descent(logits_fn, x, None, eps=EPS, eps_step=0.01, steps=0,
-                                       seed=[5, 6]) - x
+    start = projected_gradient_descent(logits_fn, x, None, eps=EPS, eps_step=0.01, steps=0, seed=[5, 6]) - x
     values = start.numpy().ravel()
     assert values.min() >= -EPS and values.max() <= EPS
     # Uniform on [-eps, eps]: mean ~ 0, std ~ eps / sqrt(3) over 4096 draws.

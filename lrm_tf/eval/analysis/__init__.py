@@ -16,23 +16,44 @@
 analysis_<name>.png. One module per analysis; `common` holds their shared statistics.
 """
 
-from lrm_tf.eval.analysis.activations import (INACTIVE_FRACTION, penultimate_activations,
-                                              penultimate_features, penultimate_model,
-                                              plot_penultimate_activations)
+from lrm_tf.eval.analysis.activations import (
+    INACTIVE_FRACTION,
+    penultimate_activations,
+    penultimate_features,
+    penultimate_model,
+    plot_penultimate_activations,
+)
 from lrm_tf.eval.analysis.common import HISTOGRAM_BINS
-from lrm_tf.eval.analysis.eps_l import (eq4_terms, linearized_robustness,
-                                        plot_linearized_robustness)
-from lrm_tf.eval.analysis.landscape import (LANDSCAPE_IMAGES, LANDSCAPE_POINTS,
-                                            LANDSCAPE_RADIUS_OVER_EPS, loss_landscape,
-                                            plot_loss_landscape)
+from lrm_tf.eval.analysis.eps_l import eq4_terms, linearized_robustness, plot_linearized_robustness
+from lrm_tf.eval.analysis.landscape import (
+    LANDSCAPE_IMAGES,
+    LANDSCAPE_POINTS,
+    LANDSCAPE_RADIUS_OVER_EPS,
+    loss_landscape,
+    plot_loss_landscape,
+)
 from lrm_tf.eval.analysis.logits import logit_distributions, logits_of, plot_logit_distributions
 from lrm_tf.eval.analysis.runner import ANALYSES, DEFAULT_ATTACK, run_analyses
 
 __all__ = [
-    "ANALYSES", "DEFAULT_ATTACK", "HISTOGRAM_BINS", "INACTIVE_FRACTION", "LANDSCAPE_IMAGES",
-    "LANDSCAPE_POINTS", "LANDSCAPE_RADIUS_OVER_EPS", "eq4_terms", "linearized_robustness",
-    "logit_distributions", "logits_of", "loss_landscape", "penultimate_activations",
-    "penultimate_features", "penultimate_model", "plot_linearized_robustness",
-    "plot_logit_distributions", "plot_loss_landscape", "plot_penultimate_activations",
+    "ANALYSES",
+    "DEFAULT_ATTACK",
+    "HISTOGRAM_BINS",
+    "INACTIVE_FRACTION",
+    "LANDSCAPE_IMAGES",
+    "LANDSCAPE_POINTS",
+    "LANDSCAPE_RADIUS_OVER_EPS",
+    "eq4_terms",
+    "linearized_robustness",
+    "logit_distributions",
+    "logits_of",
+    "loss_landscape",
+    "penultimate_activations",
+    "penultimate_features",
+    "penultimate_model",
+    "plot_linearized_robustness",
+    "plot_logit_distributions",
+    "plot_loss_landscape",
+    "plot_penultimate_activations",
     "run_analyses",
 ]

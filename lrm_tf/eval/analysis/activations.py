@@ -3,8 +3,6 @@ sums on clean and adversarial data, per-neuron sums of |activation| (neurons tha
 
 from __future__ import annotations
 
-from typing import Dict, Optional
-
 import numpy as np
 import tensorflow as tf
 
@@ -17,9 +15,17 @@ INACTIVE_FRACTION = 1e-3
 
 
 def penultimate_model(model):
-    """keras.Model from the input to the input of the final Dense layer, or None when the
-    model is not a Keras model ending in Dense (e.g. a loaded SavedModel)."""
+    """The sub-model from the input to the penultimate layer (the final Dense layer's input).
+
+    Args:
+      model: any classifier.
+
+    Returns:
+      A keras.Model images [N, H, W, C] -> activations [N, ...], or None when `model` is
+      not a Keras model ending in Dense (e.g. a loaded SavedModel).
+    """
     import keras
+
     if not isinstance(model, keras.Model) or not model.layers:
         return None
     last = model.layers[-1]
@@ -29,26 +35,57 @@ def penultimate_model(model):
 
 
 def penultimate_features(features, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """[N, units] float64 activations of a `penultimate_model`, flattened per example."""
+    """The activations of a `penultimate_model` in inference mode.
+
+    Args:
+      features: a `penultimate_model`.
+      images: float [N, H, W, C] in [0, 1].
+      batch_size: examples per call.
+
+    Returns:
+      float64 [N, units], flattened per example.
+    """
     feature_fn = tf.function(lambda x: features(x, training=False))
     act = batched(feature_fn, batch_size, np.asarray(images, np.float32))[0]
     return act.reshape(len(act), -1).astype(np.float64)
 
 
-def penultimate_activations(model, images: np.ndarray, adv_images: Optional[np.ndarray] = None,
-                            batch_size: int = 500, attack_name: str = "") -> Dict:
+def penultimate_activations(
+    model,
+    images: np.ndarray,
+    adv_images: np.ndarray | None = None,
+    batch_size: int = 500,
+    attack_name: str = "",
+) -> dict:
     """Per-example sums of the penultimate activations (clean vs adversarial) and per-neuron
-    sums of |activation| over the examples (Shafahi appendix E, fig. 10)."""
+    sums of |activation| over the examples (Shafahi appendix E, fig. 10).
+
+    Args:
+      model: a Keras model ending in Dense (anything else is skipped with a note).
+      images: float [N, H, W, C] in [0, 1]; adv_images: their adversarial versions or None.
+      batch_size: examples per call.
+      attack_name: the attack that made `adv_images`, for the record.
+
+    Returns:
+      A JSON-able dict: layer, attack, examples, and per data set (clean, adversarial):
+      neurons, per_example_sum statistics and histogram, per_neuron_abs_sum, dead_neurons
+      (sum 0) and inactive_neurons (sum <= 1e-3 of the largest); or {'skipped': why}.
+    """
     features = penultimate_model(model)
     if features is None:
-        return {"skipped": "needs a Keras model whose last layer is Dense (the penultimate "
-                           "layer is its input); a SavedModel exposes only the logits - "
-                           "load the run directory's model.keras instead"}
+        return {
+            "skipped": "needs a Keras model whose last layer is Dense (the penultimate "
+            "layer is its input); a SavedModel exposes only the logits - "
+            "load the run directory's model.keras instead"
+        }
     sets = {"clean": images}
     if adv_images is not None:
         sets["adversarial"] = adv_images
-    result = {"layer": model.layers[-1].name, "attack": attack_name if adv_images is not None
-              else None, "examples": int(len(images))}
+    result = {
+        "layer": model.layers[-1].name,
+        "attack": attack_name if adv_images is not None else None,
+        "examples": int(len(images)),
+    }
     per_example = {}
     for name, x in sets.items():
         act = penultimate_features(features, x, batch_size)
@@ -68,7 +105,8 @@ def penultimate_activations(model, images: np.ndarray, adv_images: Optional[np.n
     return result
 
 
-def plot_penultimate_activations(result: Dict, path: str):
+def plot_penultimate_activations(result: dict, path: str):
+    """Per-example sums (histogram) and ranked per-neuron sums; writes the PNG at `path`."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
     colors = {"clean": "tab:blue", "adversarial": "tab:red"}
@@ -78,11 +116,20 @@ def plot_penultimate_activations(result: Dict, path: str):
         r = result[name]
         h = r["per_example_histogram"]
         label = name + (f" ({result['attack']})" if name == "adversarial" else "")
-        axes[0].stairs(h["counts"], np.asarray(h["edges"]), color=colors[name], linewidth=1.5,
-                       label=f"{label}: mean {r['per_example_sum']['mean']:.4g}")
+        axes[0].stairs(
+            h["counts"],
+            np.asarray(h["edges"]),
+            color=colors[name],
+            linewidth=1.5,
+            label=f"{label}: mean {r['per_example_sum']['mean']:.4g}",
+        )
         ranked = np.sort(r["per_neuron_abs_sum"])[::-1]
-        axes[1].plot(np.arange(len(ranked)), ranked, color=colors[name],
-                     label=f"{label}: {r['inactive_neurons']} of {r['neurons']} inactive")
+        axes[1].plot(
+            np.arange(len(ranked)),
+            ranked,
+            color=colors[name],
+            label=f"{label}: {r['inactive_neurons']} of {r['neurons']} inactive",
+        )
     axes[0].set_xlabel(f"sum of the {result['clean']['neurons']} penultimate activations")
     axes[0].set_ylabel("examples")
     axes[0].set_title("Summed activation per example")
@@ -91,6 +138,7 @@ def plot_penultimate_activations(result: Dict, path: str):
     axes[1].set_ylabel("sum over examples of |activation|")
     axes[1].set_title("Per-neuron activation (Shafahi fig. 10)")
     axes[1].legend(fontsize=8)
-    fig.suptitle(f"Penultimate layer (input of '{result['layer']}') on {result['examples']} "
-                 f"test examples", fontsize=11)
+    fig.suptitle(
+        f"Penultimate layer (input of '{result['layer']}') on {result['examples']} test examples", fontsize=11
+    )
     save_figure(fig, path)

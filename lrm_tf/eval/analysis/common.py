@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Dict
-
 import numpy as np
 import tensorflow as tf
 
@@ -23,7 +21,7 @@ def batched(fn, batch_size: int, *arrays) -> tuple:
     """
     outputs = None
     for start in range(0, len(arrays[0]), batch_size):
-        out = fn(*(tf.convert_to_tensor(a[start:start + batch_size]) for a in arrays))
+        out = fn(*(tf.convert_to_tensor(a[start : start + batch_size]) for a in arrays))
         out = out if isinstance(out, (tuple, list)) else (out,)
         outputs = outputs or [[] for _ in out]
         for acc, o in zip(outputs, out):
@@ -31,21 +29,30 @@ def batched(fn, batch_size: int, *arrays) -> tuple:
     return tuple(np.concatenate(o) for o in outputs)
 
 
-def summary_stats(values: np.ndarray) -> Dict:
+def summary_stats(values: np.ndarray) -> dict:
     """Summary statistics of the finite values (JSON-able)."""
     values = np.asarray(values, np.float64).ravel()
     finite = values[np.isfinite(values)]
     if not len(finite):
         return {"count": int(len(values)), "finite": 0}
     q = np.quantile(finite, [0.01, 0.25, 0.5, 0.75, 0.99])
-    return {"count": int(len(values)), "finite": int(len(finite)),
-            "mean": float(finite.mean()), "variance": float(finite.var()),
-            "std": float(finite.std()), "min": float(finite.min()), "max": float(finite.max()),
-            "p01": float(q[0]), "p25": float(q[1]), "median": float(q[2]),
-            "p75": float(q[3]), "p99": float(q[4])}
+    return {
+        "count": int(len(values)),
+        "finite": int(len(finite)),
+        "mean": float(finite.mean()),
+        "variance": float(finite.var()),
+        "std": float(finite.std()),
+        "min": float(finite.min()),
+        "max": float(finite.max()),
+        "p01": float(q[0]),
+        "p25": float(q[1]),
+        "median": float(q[2]),
+        "p75": float(q[3]),
+        "p99": float(q[4]),
+    }
 
 
-def histogram(values: np.ndarray, edges: np.ndarray) -> Dict:
+def histogram(values: np.ndarray, edges: np.ndarray) -> dict:
     """Counts of the finite values in the bins of `edges` (JSON-able edges and counts)."""
     counts, _ = np.histogram(np.asarray(values)[np.isfinite(values)], bins=edges)
     return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}

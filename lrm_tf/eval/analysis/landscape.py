@@ -3,8 +3,6 @@ on the plane x + e_adv sign(grad_x xent) + e_rand r, r a Rademacher direction.""
 
 from __future__ import annotations
 
-from typing import Dict
-
 import numpy as np
 import tensorflow as tf
 
@@ -19,14 +17,33 @@ LANDSCAPE_RADIUS_OVER_EPS = 10 / 8
 LANDSCAPE_POINTS = 21
 
 
-def loss_landscape(model, images: np.ndarray, labels: np.ndarray, radius: float,
-                   points: int = LANDSCAPE_POINTS, seed: int = 0, clip_min: float = 0.0,
-                   clip_max: float = 1.0, batch_size: int = 500) -> Dict:
+def loss_landscape(
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    radius: float,
+    points: int = LANDSCAPE_POINTS,
+    seed: int = 0,
+    clip_min: float = 0.0,
+    clip_max: float = 1.0,
+    batch_size: int = 500,
+) -> dict:
     """Cross-entropy at clip(x + e_adv * sign(grad_x xent(x)) + e_rand * r) on a grid of
     -radius <= e_adv, e_rand <= radius, r ~ Rademacher per image (Shafahi fig. 9).
 
-    Returns per image a [points, points] grid, rows indexed by e_rand and columns by e_adv.
-    Points are clipped to the input range the model accepts.
+    Args:
+      model: a Keras model, a loaded SavedModel or a callable images -> logits.
+      images: float [n, H, W, C] in [clip_min, clip_max]; labels: int [n].
+      radius: the grid's half-width, in the input scale.
+      points: grid points per axis (odd, so that 0 is on the grid).
+      seed: seed of the Rademacher directions (numpy).
+      clip_min, clip_max: the input range; points are clipped to it.
+      batch_size: examples per call.
+
+    Returns:
+      A JSON-able dict: radius, points, seed, steps (the axis values), per-image records
+      (label, clean loss, largest loss along each axis and overall), 'loss' [n, points,
+      points] (rows indexed by e_rand, columns by e_adv) and the axes' mean largest losses.
     """
     logits_fn = as_logits_fn(model)
     x = np.asarray(images, np.float32)
@@ -50,33 +67,47 @@ def loss_landscape(model, images: np.ndarray, labels: np.ndarray, radius: float,
     e_rand, e_adv = np.meshgrid(steps, steps, indexing="ij")  # [points, points]
     grids = []
     for i in range(len(x)):
-        walk = (x[i][None] + e_adv.reshape(-1, *[1] * x[i].ndim) * adv_dir[i][None]
-                + e_rand.reshape(-1, *[1] * x[i].ndim) * rand_dir[i][None])
+        walk = (
+            x[i][None]
+            + e_adv.reshape(-1, *[1] * x[i].ndim) * adv_dir[i][None]
+            + e_rand.reshape(-1, *[1] * x[i].ndim) * rand_dir[i][None]
+        )
         walk = np.clip(walk, clip_min, clip_max).astype(np.float32)
         grid = batched(loss_at, batch_size, walk, np.full(len(walk), y[i], np.int64))[0]
         grids.append(grid.reshape(points, points))
     grids = np.stack(grids).astype(np.float64)
     centre = points // 2
-    per_image = [{"label": int(y[i]), "clean_loss": float(clean_loss[i]),
-                  "max_loss_adversarial_axis": float(grids[i, centre].max()),
-                  "max_loss_random_axis": float(grids[i, :, centre].max()),
-                  "max_loss": float(grids[i].max())} for i in range(len(x))]
-    return {"radius": radius, "points": points, "seed": seed, "steps": [float(s) for s in steps],
-            "rows": "e_rand (Rademacher direction)", "columns": "e_adv (sign of the xent gradient)",
-            "images": per_image, "loss": grids.tolist(),
-            "mean_max_loss_adversarial_axis": float(np.mean([p["max_loss_adversarial_axis"]
-                                                             for p in per_image])),
-            "mean_max_loss_random_axis": float(np.mean([p["max_loss_random_axis"]
-                                                        for p in per_image]))}
+    per_image = [
+        {
+            "label": int(y[i]),
+            "clean_loss": float(clean_loss[i]),
+            "max_loss_adversarial_axis": float(grids[i, centre].max()),
+            "max_loss_random_axis": float(grids[i, :, centre].max()),
+            "max_loss": float(grids[i].max()),
+        }
+        for i in range(len(x))
+    ]
+    return {
+        "radius": radius,
+        "points": points,
+        "seed": seed,
+        "steps": [float(s) for s in steps],
+        "rows": "e_rand (Rademacher direction)",
+        "columns": "e_adv (sign of the xent gradient)",
+        "images": per_image,
+        "loss": grids.tolist(),
+        "mean_max_loss_adversarial_axis": float(np.mean([p["max_loss_adversarial_axis"] for p in per_image])),
+        "mean_max_loss_random_axis": float(np.mean([p["max_loss_random_axis"] for p in per_image])),
+    }
 
 
-def plot_loss_landscape(result: Dict, path: str):
+def plot_loss_landscape(result: dict, path: str):
+    """One contour plot per image (Shafahi fig. 9's layout); writes the PNG at `path`."""
     plt = pyplot()
     n = len(result["images"])
     cols = min(4, n)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.1 * rows + 0.6), dpi=110,
-                             squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.1 * rows + 0.6), dpi=110, squeeze=False)
     steps = np.asarray(result["steps"])
     for i, ax in enumerate(axes.ravel()):
         if i >= n:
@@ -90,6 +121,9 @@ def plot_loss_landscape(result: Dict, path: str):
         ax.tick_params(labelsize=7)
         ax.set_xlabel("e_adv: sign(grad xent) direction", fontsize=8)
         ax.set_ylabel("e_rand: Rademacher direction", fontsize=8)
-    fig.suptitle(f"Cross-entropy around the first {n} test images, |e| <= {result['radius']:.4g} "
-                 f"(Shafahi et al. fig. 9); colour = loss", fontsize=11)
+    fig.suptitle(
+        f"Cross-entropy around the first {n} test images, |e| <= {result['radius']:.4g} "
+        f"(Shafahi et al. fig. 9); colour = loss",
+        fontsize=11,
+    )
     save_figure(fig, path)

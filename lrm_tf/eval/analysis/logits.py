@@ -3,8 +3,6 @@ and 2; per-class sums of |z| as Shafahi et al. 2019, fig. 11)."""
 
 from __future__ import annotations
 
-from typing import Dict, Optional
-
 import numpy as np
 import tensorflow as tf
 
@@ -14,26 +12,43 @@ from lrm_tf.report.plotting import pyplot, save_figure
 
 
 def logits_of(model, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """The model's logits, float [N, classes], on images float [N, H, W, C] in [0, 1]."""
     logits_fn = tf.function(as_logits_fn(model))
     return batched(lambda x: logits_fn(x), batch_size, np.asarray(images, np.float32))[0]
 
 
-def logit_distributions(model, images: np.ndarray, labels: np.ndarray,
-                        adv_images: Optional[np.ndarray] = None, batch_size: int = 500,
-                        attack_name: str = "") -> Dict:
+def logit_distributions(
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    adv_images: np.ndarray | None = None,
+    batch_size: int = 500,
+    attack_name: str = "",
+) -> dict:
     """Logit statistics on clean (and adversarial) images: LRM figs. 1-2, Shafahi fig. 11.
 
     variance: of all logit values pooled over examples and classes (the "variance of the
     logits" LRM sec. 3.1 reports); mean_example_variance: variance across classes, averaged
     over examples; sum_abs_per_class: sum over examples of |z_c| (Shafahi fig. 11).
+
+    Args:
+      model: a Keras model, a loaded SavedModel or a callable images -> logits.
+      images: float [N, H, W, C] in [0, 1]; labels: int [N].
+      adv_images: their adversarial versions, or None.
+      batch_size: examples per call.
+      attack_name: the attack that made `adv_images`, for the record.
+
+    Returns:
+      A JSON-able dict: attack, examples, and per data set (clean, adversarial) the logit
+      statistics, mean_example_variance, accuracy, true_class_logit statistics,
+      sum_abs_per_class and a histogram on edges shared by both sets.
     """
     labels = np.asarray(labels)
     sets = {"clean": logits_of(model, images, batch_size)}
     if adv_images is not None:
         sets["adversarial"] = logits_of(model, adv_images, batch_size)
     edges = shared_edges(*sets.values())
-    result = {"attack": attack_name if adv_images is not None else None,
-              "examples": int(len(labels))}
+    result = {"attack": attack_name if adv_images is not None else None, "examples": int(len(labels))}
     for name, z in sets.items():
         true_logit = z[np.arange(len(labels)), labels]
         result[name] = {
@@ -47,7 +62,8 @@ def logit_distributions(model, images: np.ndarray, labels: np.ndarray,
     return result
 
 
-def plot_logit_distributions(result: Dict, path: str):
+def plot_logit_distributions(result: dict, path: str):
+    """Logit histograms and per-class |z| sums (LRM figs. 1-2, Shafahi fig. 11) as a PNG."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
     colors = {"clean": "tab:blue", "adversarial": "tab:red"}
@@ -57,11 +73,18 @@ def plot_logit_distributions(result: Dict, path: str):
         r = result[name]
         h = r["histogram"]
         edges = np.asarray(h["edges"])
-        label = (f"{name}{' (' + result['attack'] + ')' if name == 'adversarial' else ''}: "
-                 f"variance {r['variance']:.3g}, accuracy {100 * r['accuracy']:.1f}%")
+        label = (
+            f"{name}{' (' + result['attack'] + ')' if name == 'adversarial' else ''}: "
+            f"variance {r['variance']:.3g}, accuracy {100 * r['accuracy']:.1f}%"
+        )
         axes[0].stairs(h["counts"], edges, color=colors[name], label=label, linewidth=1.5)
-        axes[1].bar(np.arange(len(r["sum_abs_per_class"])) + (0.2 if name != "clean" else -0.2),
-                    r["sum_abs_per_class"], width=0.4, color=colors[name], label=name)
+        axes[1].bar(
+            np.arange(len(r["sum_abs_per_class"])) + (0.2 if name != "clean" else -0.2),
+            r["sum_abs_per_class"],
+            width=0.4,
+            color=colors[name],
+            label=name,
+        )
     axes[0].set_xlabel("logit value z_c (all examples and classes)")
     axes[0].set_ylabel("count")
     axes[0].set_title("Distribution of logits (LRM figs. 1, 2)")

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from lrm_tf.config import AnalysisConfig, SpsaOptions, Threat
-from lrm_tf.eval.analysis.activations import (penultimate_activations,
-                                              plot_penultimate_activations)
+from lrm_tf.eval.analysis.activations import penultimate_activations, plot_penultimate_activations
 from lrm_tf.eval.analysis.eps_l import linearized_robustness, plot_linearized_robustness
-from lrm_tf.eval.analysis.landscape import (LANDSCAPE_IMAGES, LANDSCAPE_POINTS,
-                                            LANDSCAPE_RADIUS_OVER_EPS, loss_landscape,
-                                            plot_loss_landscape)
+from lrm_tf.eval.analysis.landscape import (
+    LANDSCAPE_IMAGES,
+    LANDSCAPE_POINTS,
+    LANDSCAPE_RADIUS_OVER_EPS,
+    loss_landscape,
+    plot_loss_landscape,
+)
 from lrm_tf.eval.analysis.logits import logit_distributions, plot_logit_distributions
 from lrm_tf.eval.evaluation import Attack, adversarial_examples, attack_spec
 from lrm_tf.report.writer import write_report
@@ -24,15 +27,23 @@ ANALYSES = ("logits", "eps_l", "landscape", "activations")
 DEFAULT_ATTACK = "pgd10_xent"
 
 
-def run_analyses(model, images: np.ndarray, labels: np.ndarray, out_dir: str, threat: Threat,
-                 seed: int = 0, which: Union[AnalysisConfig, Sequence[str]] = ANALYSES,
-                 attack: Optional[Attack] = None, batch_size: int = 500,
-                 landscape_images: int = LANDSCAPE_IMAGES,
-                 landscape_radius: Optional[float] = None,
-                 landscape_points: int = LANDSCAPE_POINTS,
-                 strategy: Optional[tf.distribute.Strategy] = None,
-                 spsa: Optional[SpsaOptions] = None,
-                 log: Callable[[str], None] = print) -> Dict[str, Dict]:
+def run_analyses(
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    out_dir: str,
+    threat: Threat,
+    seed: int = 0,
+    which: AnalysisConfig | Sequence[str] = ANALYSES,
+    attack: Attack | None = None,
+    batch_size: int = 500,
+    landscape_images: int = LANDSCAPE_IMAGES,
+    landscape_radius: float | None = None,
+    landscape_points: int = LANDSCAPE_POINTS,
+    strategy: tf.distribute.Strategy | None = None,
+    spsa: SpsaOptions | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, dict]:
     """Runs the analyses in `which` and writes analysis_<name>.json and analysis_<name>.png.
 
     Args:
@@ -73,8 +84,7 @@ def run_analyses(model, images: np.ndarray, labels: np.ndarray, out_dir: str, th
     spec = attack_spec(attack)
     adv = None
     if {"logits", "activations"} & set(which):
-        adv, _ = adversarial_examples(model, images, labels, spec, threat, batch_size, seed,
-                                      strategy, spsa)
+        adv, _ = adversarial_examples(model, images, labels, spec, threat, batch_size, seed, strategy, spsa)
     results = {}
     for name in which:
         if name == "logits":
@@ -84,11 +94,20 @@ def run_analyses(model, images: np.ndarray, labels: np.ndarray, out_dir: str, th
             result = linearized_robustness(model, images, labels, threat.eps, batch_size)
             plot = plot_linearized_robustness
         elif name == "landscape":
-            radius = landscape_radius if landscape_radius is not None \
-                else LANDSCAPE_RADIUS_OVER_EPS * threat.eps
-            result = loss_landscape(model, images[:landscape_images], labels[:landscape_images],
-                                    radius, landscape_points, seed, threat.clip_min,
-                                    threat.clip_max, batch_size)
+            radius = (
+                landscape_radius if landscape_radius is not None else LANDSCAPE_RADIUS_OVER_EPS * threat.eps
+            )
+            result = loss_landscape(
+                model,
+                images[:landscape_images],
+                labels[:landscape_images],
+                radius,
+                landscape_points,
+                seed,
+                threat.clip_min,
+                threat.clip_max,
+                batch_size,
+            )
             plot = plot_loss_landscape
         else:
             result = penultimate_activations(model, images, adv, batch_size, spec.name)
