@@ -277,7 +277,7 @@ def build_attack(
     family = FAMILIES[spec.family]
     logits_fn = as_logits_fn(model_fn)
     run = family.build(spec, logits_fn, threat, family_options(spec, options))
-    use_true_labels = threat.attack_true_labels
+    true_labels = threat.attack_true_labels
 
     def attack(x, y=None, seed=None):
         x = tf.convert_to_tensor(x)
@@ -294,7 +294,7 @@ def build_attack(
 
     def attack_batch(x, y, seed):
         clean_logits = None
-        if use_true_labels:
+        if true_labels:
             if y is None:
                 raise ValueError(f"{spec.name}: y is required when attack_true_labels=True")
             labels = tf.cast(y, tf.int64)
