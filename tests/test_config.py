@@ -73,8 +73,7 @@ def test_lists_become_tuples_and_threat_has_no_default_eps():
 def test_other_settings_named_in_a_reason_render_as_flags():
     with pytest.raises(config.ConfigError) as info:
         config.Objective(pairing_beta=1e-3, adv_train="pgd3_xent")
-    assert str(info.value) == ("pairing_beta=0.001: is part of the decoupled pairing: set "
-                               "pairing_ratio > 0")
+    assert str(info.value) == ("pairing_beta=0.001: is part of the decoupled pairing: set pairing_ratio > 0")
     assert info.value.render("--").endswith("set --pairing_ratio > 0")
 
 

@@ -15,7 +15,8 @@ from lrm_tf.attacks.adapters import as_logits_fn
 from lrm_tf.attacks.losses import get_loss
 from lrm_tf.attacks.restarts import gradient_attack_restarts
 from lrm_tf.attacks.spec import AttackFamily, AttackSpec
-from lrm_tf.config import Config, Threat, positive, setting
+from lrm_tf.config import Config, Threat
+from lrm_tf.config.setting import positive, setting
 
 
 def fast_gradient_method(

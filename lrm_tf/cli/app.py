@@ -11,8 +11,8 @@ import tempfile
 
 from absl import app, flags
 
-from lrm_tf.cli import settings as settings_lib
 from lrm_tf import config
+from lrm_tf.cli import settings as settings_lib
 from lrm_tf.cli.flags import FLAGS, UsageError, build
 from lrm_tf.cli.modes import MODES
 
@@ -41,13 +41,16 @@ def _setup_tf():
     with _quiet_native_stderr():
         import keras
         import tensorflow as tf
+
         if FLAGS.strategy == "multiworker":  # collective ops before TensorFlow starts its devices
             settings_lib.strategy_for(build(config.DistributeConfig))
         if FLAGS.cpu_replicas > 1 and FLAGS.strategy == "mirrored":
             from lrm_tf.training.distribute import split_logical_cpus
+
             split_logical_cpus(FLAGS.cpu_replicas)
         tf.config.list_logical_devices()  # device initialisation logs (e.g. no CUDA driver)
     from absl import logging
+
     logging.set_verbosity(logging.ERROR)
     tf.get_logger().setLevel("ERROR")
     if FLAGS.deterministic:
@@ -60,9 +63,11 @@ def main(argv):
         raise UsageError(f"unexpected arguments: {' '.join(argv[1:])} (flags look like --name=value)")
     s = validate()
     from lrm_tf.report.rundir import RunDir
+
     run = RunDir(FLAGS.model_dir)
     if s.distribute.strategy == "multiworker":
         from lrm_tf.training import distribute
+
         if not distribute.is_chief(s.strategy()):
             # Every worker runs the whole program (collectives need all of them); only the
             # chief's files are kept, the others write to a scratch folder.
@@ -75,6 +80,7 @@ def parse_flags(argv):
     """absl parsing with nested flagfiles resolved relative to the file that includes them; a
     parse error is one line and exit status 2."""
     from lrm_tf.cli.flagfile import expand_flagfiles
+
     try:
         return FLAGS(expand_flagfiles(list(argv)))
     except (flags.Error, ValueError) as e:
@@ -85,11 +91,16 @@ def parse_flags(argv):
 
 def _guarded(argv):
     """main() with the expected failures turned into one line on stderr and an exit status."""
+    try:
+        _setup_tf()  # first: it silences TensorFlow's start-up logs, so nothing imports TF before it
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     from lrm_tf.data import DataError
     from lrm_tf.report.rundir import RunDir
     from lrm_tf.training import DivergenceError
+
     try:
-        _setup_tf()
         main(argv)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)

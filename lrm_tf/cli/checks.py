@@ -13,34 +13,41 @@ def model_args() -> dict:
     """The model-shape flags given to the builder: those the user set, and the defaults of the
     ones the model takes (so `--model=resnet18 --depth=50` is an error, not ignored)."""
     from lrm_tf import models
+
     builder = models.MODELS[FLAGS.model]
     takes = set(inspect.signature(builder).parameters)
-    return {name: FLAGS[name].value for name in ("depth", "width")
-            if FLAGS[name].present or name in takes}
+    return {name: FLAGS[name].value for name in ("depth", "width") if FLAGS[name].present or name in takes}
 
 
 def check_model() -> None:
     from lrm_tf import models
+
     if FLAGS.model not in models.MODELS:
         raise UsageError(f"--model={FLAGS.model}: choose one of {', '.join(models.MODELS)}")
     for name in model_args():
         if name not in inspect.signature(models.MODELS[FLAGS.model]).parameters:
             takers = [m for m, b in models.MODELS.items() if name in inspect.signature(b).parameters]
-            raise UsageError(f"--{name}={FLAGS[name].value}: {FLAGS.model} takes no {name} (only "
-                             f"{', '.join(takers) or 'no model'} does)")
+            raise UsageError(
+                f"--{name}={FLAGS[name].value}: {FLAGS.model} takes no {name} (only "
+                f"{', '.join(takers) or 'no model'} does)"
+            )
 
 
 def check_objective(objective, threat, eval_attacks, num_classes: int, dataset: str) -> None:
     """The label-smoothing bound (needs the dataset's classes) and PGD's step against eps."""
     if objective.label_smoothing_form == "lrm" and objective.label_smoothing > 1 - 1 / num_classes:
-        raise UsageError(f"--label_smoothing={objective.label_smoothing:g}: the lrm form needs s in "
-                         f"[0, 1 - 1/C] = [0, {1 - 1 / num_classes:.4g}] for {dataset}")
+        raise UsageError(
+            f"--label_smoothing={objective.label_smoothing:g}: the lrm form needs s in "
+            f"[0, 1 - 1/C] = [0, {1 - 1 / num_classes:.4g}] for {dataset}"
+        )
     from lrm_tf import attacks
+
     for name in [*eval_attacks, *([objective.adv_train] if objective.adv_train else [])]:
         spec = attacks.parse_attack(name)
         if spec.family == "pgd" and spec.norm == "linf" and threat.eps_step > threat.eps:
-            raise UsageError(f"--eps_step={threat.eps_step:g} > --eps={threat.eps:g}: PGD's step "
-                             "must not exceed eps")
+            raise UsageError(
+                f"--eps_step={threat.eps_step:g} > --eps={threat.eps:g}: PGD's step must not exceed eps"
+            )
 
 
 def check_replicas(batch_size: int, replicas: int) -> None:
@@ -51,6 +58,7 @@ def check_replicas(batch_size: int, replicas: int) -> None:
 def check_paths() -> None:
     """Data folders, models to load and runs to compare exist."""
     from lrm_tf.report.rundir import is_run_dir, is_saved_model
+
     if FLAGS.local_data and not os.path.isdir(FLAGS.local_data):
         raise UsageError(f"--local_data={FLAGS.local_data}: no such folder")
     if FLAGS.mode == "transfer" and not FLAGS.load_from:

@@ -24,12 +24,16 @@ class UsageError(Exception):
 # ----------------------------------------------------------------------------- the entry point's own
 # (--mode is defined beside the table of modes, in lrm_tf.cli.modes)
 flags.DEFINE_string("model_dir", "runs/default", "the run directory")
-flags.DEFINE_string("load_from", "", "run directory or SavedModel to evaluate or analyze (default: "
-                    "--model_dir); for --mode=transfer a comma-separated list of source models")
-flags.DEFINE_list("transfer_targets", [], "transfer: models that classify each source's examples "
-                  "(default: the sources)")
-flags.DEFINE_list("compare_runs", [], "--mode=compare: run directories to set beside the papers' "
-                  "numbers")
+flags.DEFINE_string(
+    "load_from",
+    "",
+    "run directory or SavedModel to evaluate or analyze (default: "
+    "--model_dir); for --mode=transfer a comma-separated list of source models",
+)
+flags.DEFINE_list(
+    "transfer_targets", [], "transfer: models that classify each source's examples (default: the sources)"
+)
+flags.DEFINE_list("compare_runs", [], "--mode=compare: run directories to set beside the papers' numbers")
 flags.DEFINE_bool("export", True, "after training, write saved_model/ and model.keras (off: dry runs)")
 flags.DEFINE_bool("overwrite", False, "replace a finished run in --model_dir instead of refusing")
 flags.DEFINE_bool("deterministic", False, "seed everything and turn on TensorFlow op determinism")
@@ -76,8 +80,7 @@ def _convert(field: dataclasses.Field, value):
     try:
         numbers = tuple(float(v) for v in value)
     except ValueError:
-        raise UsageError(f"--{field.name}: expected comma-separated numbers, got "
-                         f"{','.join(value)}") from None
+        raise UsageError(f"--{field.name}: expected comma-separated numbers, got {','.join(value)}") from None
     if kind == "ints":
         if any(n != int(n) for n in numbers):
             raise UsageError(f"--{field.name}={','.join(value)}: expected whole numbers")
@@ -101,6 +104,5 @@ def build(cls, **overrides):
 
 def resolved() -> dict:
     """{flag: value} of every lrm_tf flag as parsed (what flags.json records)."""
-    own = {f.name for module in (__name__, "lrm_tf.cli.modes")
-           for f in FLAGS.get_flags_for_module(module)}
+    own = {f.name for module in (__name__, "lrm_tf.cli.modes") for f in FLAGS.get_flags_for_module(module)}
     return {name: FLAGS[name].value for name in sorted(own)}

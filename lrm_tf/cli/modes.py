@@ -17,6 +17,7 @@ from lrm_tf.cli.settings import Settings
 
 def _test_images(s: Settings, arrays):
     from lrm_tf import data
+
     n = s.eval.eval_examples or len(arrays.y_test)
     return data.to_float(arrays.x_test[:n]).numpy(), arrays.y_test[:n]
 
@@ -24,6 +25,7 @@ def _test_images(s: Settings, arrays):
 def _output_dir(run):
     """Where eval/analyze/audit write: --model_dir when given with --load_from, else the loaded run."""
     from lrm_tf.report.rundir import RunDir, is_run_dir
+
     source = FLAGS.load_from or run.path
     if (FLAGS.load_from and FLAGS["model_dir"].present) or not is_run_dir(source):
         return source, run
@@ -32,19 +34,37 @@ def _output_dir(run):
 
 def _evaluate(s: Settings, model, arrays, run, title):
     from lrm_tf.eval import evaluation
+
     images, labels = _test_images(s, arrays)
-    results = evaluation.evaluate_attacks(model, images, labels, s.eval.eval_attacks, s.threat,
-                                          s.eval.eval_batch_size, s.train.seed,
-                                          strategy=s.strategy(), spsa=s.spsa)
+    results = evaluation.evaluate_attacks(
+        model,
+        images,
+        labels,
+        s.eval.eval_attacks,
+        s.threat,
+        s.eval.eval_batch_size,
+        s.train.seed,
+        strategy=s.strategy(),
+        spsa=s.spsa,
+    )
     evaluation.write_results(run, results, title)
     print()
     evaluation.print_table(results)
     print(f"\nresults: {run.results_md}")
     if s.curves.curves:
         from lrm_tf.eval import curves
-        curves.run_curves(model, images, labels, run.path, s.curves, s.threat,
-                          batch_size=s.eval.eval_batch_size, seed=s.train.seed,
-                          strategy=s.strategy())
+
+        curves.run_curves(
+            model,
+            images,
+            labels,
+            run.path,
+            s.curves,
+            s.threat,
+            batch_size=s.eval.eval_batch_size,
+            seed=s.train.seed,
+            strategy=s.strategy(),
+        )
         print(f"curves: {', '.join(f'curve_{c}.png' for c in s.curves.curves)} in {run.path}")
     return results
 
@@ -52,21 +72,31 @@ def _evaluate(s: Settings, model, arrays, run, title):
 def _build_net(s: Settings, info, *, seed=None, synchronized_bn=False):
     from lrm_tf import models
     from lrm_tf.cli.checks import model_args
-    return models.build_model(s.model.model, info.image_shape, info.num_classes, seed=seed,
-                              synchronized_bn=synchronized_bn,
-                              mixed_precision=s.train.mixed_precision, **model_args())
+
+    return models.build_model(
+        s.model.model,
+        info.image_shape,
+        info.num_classes,
+        seed=seed,
+        synchronized_bn=synchronized_bn,
+        mixed_precision=s.train.mixed_precision,
+        **model_args(),
+    )
 
 
 def run_train(s: Settings, run):
     """train, then evaluate and export"""
     from lrm_tf import export, training
+    from lrm_tf.cli import flags as cli_flags
     from lrm_tf.cli.checks import check_replicas
     from lrm_tf.report.rundir import RunDir, write_json_atomic
-    from lrm_tf.cli import flags as cli_flags
+
     if run.is_finished():
         if not FLAGS.overwrite:
-            raise UsageError(f"--model_dir={run.path} holds a finished run: pass --overwrite to "
-                             "replace it or choose another --model_dir")
+            raise UsageError(
+                f"--model_dir={run.path} holds a finished run: pass --overwrite to "
+                "replace it or choose another --model_dir"
+            )
         shutil.rmtree(run.path)
     arrays = s.load_data()  # before the run directory exists: a missing data set leaves nothing behind
     try:
@@ -83,7 +113,13 @@ def run_train(s: Settings, run):
     net = training.train(
         lambda: _build_net(s, info, seed=s.train.seed, synchronized_bn=replicas > 1),
         # train() itself keeps the chief's checkpoints in --model_dir and a worker's elsewhere.
-        s.objective, arrays, RunDir(FLAGS.model_dir), s.train, s.train_threat, strategy=strategy)
+        s.objective,
+        arrays,
+        RunDir(FLAGS.model_dir),
+        s.train,
+        s.train_threat,
+        strategy=strategy,
+    )
     train_seconds = time.time() - t0
     if FLAGS.export:
         export.export_saved_model(net, run.saved_model)
@@ -96,6 +132,7 @@ def run_train(s: Settings, run):
 def run_eval(s: Settings, run):
     """evaluate --load_from (or --model_dir) under --eval_attacks"""
     from lrm_tf import export
+
     source, out = _output_dir(run)
     model = export.load_classifier(source)
     arrays = s.load_data()
@@ -107,6 +144,7 @@ def run_transfer(s: Settings, run):
     """black-box transfer matrix: sources --load_from, targets --transfer_targets"""
     from lrm_tf import export
     from lrm_tf.eval import transfer
+
     loaded = {}  # one object per path, so source == target is recognised as white-box
 
     def models(paths):
@@ -124,12 +162,21 @@ def run_transfer(s: Settings, run):
         raise UsageError("--mode=transfer needs an attack in --eval_attacks (e.g. pgd7_xent)")
     run.create()
     for attack in attack_names:
-        matrix = transfer.transfer_matrix(models(sources), models(FLAGS.transfer_targets or sources),
-                                          images, labels, attack, s.threat,
-                                          s.eval.eval_batch_size, s.train.seed, s.strategy(),
-                                          spsa=s.spsa)
-        transfer.write_transfer(run.path, matrix,
-                                "transfer" if len(attack_names) == 1 else f"transfer_{attack}")
+        matrix = transfer.transfer_matrix(
+            models(sources),
+            models(FLAGS.transfer_targets or sources),
+            images,
+            labels,
+            attack,
+            s.threat,
+            s.eval.eval_batch_size,
+            s.train.seed,
+            s.strategy(),
+            spsa=s.spsa,
+        )
+        transfer.write_transfer(
+            run.path, matrix, "transfer" if len(attack_names) == 1 else f"transfer_{attack}"
+        )
         print(transfer.transfer_markdown(matrix))
 
 
@@ -137,26 +184,45 @@ def run_analyze(s: Settings, run):
     """the papers' analyses (logit distributions, eps_L, loss landscape, activations)"""
     from lrm_tf import export
     from lrm_tf.eval import analysis
+
     source, out = _output_dir(run)
     images, labels = _test_images(s, s.load_data())
     out.create()
-    analysis.run_analyses(export.load_classifier(source), images, labels, out.path, s.threat,
-                          s.train.seed, s.analysis, batch_size=s.eval.eval_batch_size,
-                          strategy=s.strategy())
-    print(f"analyses written to {out.path}: " +
-          ", ".join(f"analysis_{a}.png" for a in s.analysis.analyses))
+    analysis.run_analyses(
+        export.load_classifier(source),
+        images,
+        labels,
+        out.path,
+        s.threat,
+        s.train.seed,
+        s.analysis,
+        batch_size=s.eval.eval_batch_size,
+        strategy=s.strategy(),
+        spsa=s.spsa,
+    )
+    print(f"analyses written to {out.path}: " + ", ".join(f"analysis_{a}.png" for a in s.analysis.analyses))
 
 
 def run_audit(s: Settings, run):
     """gradient-masking checks"""
     from lrm_tf import export
     from lrm_tf.eval import audit
+
     source, out = _output_dir(run)
     model = export.load_classifier(source)
     images, labels = _test_images(s, s.load_data())
     out.create()
-    result = audit.masking_audit(model, images, labels, s.threat, s.audit, s.eval.eval_batch_size,
-                                 s.train.seed, s.strategy(), spsa=s.spsa)
+    result = audit.masking_audit(
+        model,
+        images,
+        labels,
+        s.threat,
+        s.audit,
+        s.eval.eval_batch_size,
+        s.train.seed,
+        s.strategy(),
+        spsa=s.spsa,
+    )
     _, md = audit.write_audit(out.path, result, f"Gradient-masking audit of {source}")
     print(f"audit written to {md}")
 
@@ -164,6 +230,7 @@ def run_audit(s: Settings, run):
 def run_compare(s: Settings, run):
     """set --compare_runs beside the papers' published numbers"""
     from lrm_tf.report import compare
+
     try:
         rows = compare.compare_runs(FLAGS.compare_runs)
     except compare.CompareError as e:
@@ -180,6 +247,7 @@ def run_export(s: Settings, run):
 
     from lrm_tf import export
     from lrm_tf.data import dataset_info
+
     if not run.has_checkpoint():
         raise UsageError(f"--model_dir={run.path}: no checkpoint to export")
     net = _build_net(s, dataset_info(s.data.dataset))
@@ -190,8 +258,19 @@ def run_export(s: Settings, run):
     print(f"exported {run.saved_model} and {run.keras_file}")
 
 
-MODES = {"train": run_train, "eval": run_eval, "transfer": run_transfer, "analyze": run_analyze,
-         "audit": run_audit, "compare": run_compare, "export": run_export}
+MODES = {
+    "train": run_train,
+    "eval": run_eval,
+    "transfer": run_transfer,
+    "analyze": run_analyze,
+    "audit": run_audit,
+    "compare": run_compare,
+    "export": run_export,
+}
 
-flags.DEFINE_enum("mode", "train", list(MODES), "; ".join(
-    f"{name}: {fn.__doc__.strip().splitlines()[0]}" for name, fn in MODES.items()))
+flags.DEFINE_enum(
+    "mode",
+    "train",
+    list(MODES),
+    "; ".join(f"{name}: {fn.__doc__.strip().splitlines()[0]}" for name, fn in MODES.items()),
+)
