@@ -77,7 +77,7 @@ def projected_gradient_descent(
     rand_minmax=None,
     seed=None,
     restarts=1,
-    jit_compile_step=False,
+    attack_xla_step=False,
 ):
     """`steps` steps of size `eps_step` inside the `norm` ball of radius `eps` (Madry et al.
     2018, eq. 2; without random start the basic iterative method of Kurakin et al. 2017).
@@ -99,7 +99,7 @@ def projected_gradient_descent(
       seed: int [2] tensor.
       restarts: worst case per example over that many random starts (ignored without
         rand_init: every restart would be the same).
-      jit_compile_step: XLA-compile one step (forward, backward, projection); the loop
+      attack_xla_step: XLA-compile one step (forward, backward, projection); the loop
         itself is never compiled (XLA over the whole while-loop was 4x slower on CPU).
 
     Returns:
@@ -128,7 +128,7 @@ def projected_gradient_descent(
         # CleverHans clips again: subtracting and re-adding eta can leave the range by an ulp.
         return _common.clip_to_range(x + eta, clip_min, clip_max)
 
-    if jit_compile_step:
+    if attack_xla_step:
         step = tf.function(step, jit_compile=True, autograph=False)
 
     def attack_once(attack_seed):
@@ -173,7 +173,7 @@ def _build(spec: AttackSpec, logits_fn, threat: Threat, options=None):
             rand_init=spec.rand_init,
             seed=seed,
             restarts=threat.restarts,
-            jit_compile_step=threat.attack_xla_step,
+            attack_xla_step=threat.attack_xla_step,
         )
 
     return run

@@ -91,7 +91,7 @@ def test_xla_compiled_step_matches_plain_step():
     kwargs = dict(eps=0.1, eps_step=0.03, steps=4, seed=[3, 3])
     plain = projected_gradient_descent(model, x, y, **kwargs)
     compiled = tf.function(
-        lambda x, y: projected_gradient_descent(model, x, y, jit_compile_step=True, **kwargs)
+        lambda x, y: projected_gradient_descent(model, x, y, attack_xla_step=True, **kwargs)
     )(x, y)
     np.testing.assert_allclose(plain.numpy(), compiled.numpy(), atol=1e-5)
 
