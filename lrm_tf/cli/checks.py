@@ -3,7 +3,6 @@ fields (`lrm_tf.config`). Every check raises `UsageError` naming the flag."""
 
 from __future__ import annotations
 
-import inspect
 import os
 
 from lrm_tf.cli.flags import FLAGS, UsageError
@@ -14,8 +13,7 @@ def model_args() -> dict:
     ones the model takes (so `--model=resnet18 --depth=50` is an error, not ignored)."""
     from lrm_tf import models
 
-    builder = models.MODELS[FLAGS.model]
-    takes = set(inspect.signature(builder).parameters)
+    takes = models.model_arguments(FLAGS.model)
     return {name: FLAGS[name].value for name in ("depth", "width") if FLAGS[name].present or name in takes}
 
 
@@ -25,8 +23,8 @@ def check_model() -> None:
     if FLAGS.model not in models.MODELS:
         raise UsageError(f"--model={FLAGS.model}: choose one of {', '.join(models.MODELS)}")
     for name in model_args():
-        if name not in inspect.signature(models.MODELS[FLAGS.model]).parameters:
-            takers = [m for m, b in models.MODELS.items() if name in inspect.signature(b).parameters]
+        if name not in models.model_arguments(FLAGS.model):
+            takers = [m for m in models.MODELS if name in models.model_arguments(m)]
             raise UsageError(
                 f"--{name}={FLAGS[name].value}: {FLAGS.model} takes no {name} (only "
                 f"{', '.join(takers) or 'no model'} does)"

@@ -24,7 +24,7 @@ def _directive(arg: str) -> str | None:
     """The path of a `--flagfile=PATH` (or `-flagfile=PATH`) argument, else None."""
     for prefix in ("--flagfile=", "-flagfile="):
         if arg.startswith(prefix):
-            return arg[len(prefix):]
+            return arg[len(prefix) :]
     return None
 
 

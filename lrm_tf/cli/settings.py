@@ -74,9 +74,13 @@ def from_flags() -> Settings:
         eps=info.eps if FLAGS.eps is None else FLAGS.eps,
         eps_step=info.eps_step if FLAGS.eps_step is None else FLAGS.eps_step,
     )
+    # The training attack: its own eps and step if given, one start and the true labels, as the
+    # papers' training code does (--restarts and --attack_true_labels are evaluation settings).
     train_threat = threat.replace(
         eps=threat.eps if objective.adv_train_eps is None else objective.adv_train_eps,
         eps_step=threat.eps_step if objective.adv_train_eps_step is None else objective.adv_train_eps_step,
+        restarts=1,
+        attack_true_labels=True,
     )
     evaluation = build(config.EvalConfig)
     checks.check_objective(objective, threat, evaluation.eval_attacks, info.num_classes, data.dataset)

@@ -136,7 +136,7 @@ class Objective(Config):
     """The training objective: which terms are active and their weights (zero or empty: off).
 
     Sources: label smoothing (Szegedy et al. 2016; Shafahi et al. 2019 eq. 3), logit squeezing
-    (Kannan et al. 2018; Shafahi et al. 2019 eq. 5), logit similarity (Summers & Dinneen's
+    (Kannan et al. 2018; Shafahi et al. 2019 eq. 5), logit similarity (Shafahi et al.'s
     poster), Gaussian noise, clean and adversarial logit pairing (Kannan et al. 2018), PGD
     adversarial training (Madry et al. 2018; M-PGD with adv_alpha), the decoupled pairing and
     LRM (Summers & Dinneen 2019, sec. 4), mixup and VH-mixup. The terms themselves are the
@@ -160,14 +160,14 @@ class Objective(Config):
     )
     logit_squeeze_scale: str = setting(
         "per_example",
-        "batch form: beta/|b| ||Z||_F (the poster; "
+        "batch form: beta/|b| ||Z||_F (Shafahi et al.'s poster; "
         "matches the published betas with a mean cross-entropy) or "
         "beta ||Z||_F (Shafahi eq. 5 read literally)",
         choices=("per_example", "batch"),
     )
     logit_similarity: float = setting(
         0.0,
-        "logit similarity coefficient beta' of beta'/|b| ||Z - gamma||_F (Summers & Dinneen's poster)",
+        "logit similarity coefficient beta' of beta'/|b| ||Z - gamma||_F (Shafahi et al.'s poster)",
         check=at_least(0),
     )
     logit_similarity_gamma: float = setting(1.0, "logit similarity target gamma")

@@ -14,7 +14,7 @@ number or a callable instead of a config field.
 Sources: cross-entropy with soft labels (label smoothing: Szegedy et al. 2016, Summers &
 Dinneen 2019 eq. 8, Shafahi et al. 2019 eq. 3; M-PGD training: Madry et al. 2018, Kannan et
 al. 2018 sec. 4), logit squeezing (Kannan et al. 2018 sec. 4.2.3; Shafahi et al. 2019 eq. 5),
-logit similarity (Summers & Dinneen's poster), clean and adversarial logit pairing (Kannan et
+logit similarity (Shafahi et al.'s poster), clean and adversarial logit pairing (Kannan et
 al. 2018 sec. 4.2.1-4.2.2), the decoupled pairing of LRM (Summers & Dinneen 2019 eq. 11).
 """
 
