@@ -49,7 +49,11 @@ def test_adversarial_training_and_export(policy, tmp_path):
     served = tf.saved_model.load(run.saved_model).signatures["serving_default"](x)
     logits = next(iter(served.values()))
     assert logits.dtype == tf.float32
-    np.testing.assert_allclose(logits.numpy(), net(x, training=False).numpy(), atol=1e-5)
+    # Against the model traced as the export traces it: in bfloat16 an eager call may take other
+    # kernels than a graph (oneDNN's native bf16 ones on CPUs with AVX512_BF16) and differ by
+    # one bf16 unit in the last place (2e-3 here), which is numerics, not the export.
+    traced = tf.function(lambda images: net(images, training=False))
+    np.testing.assert_allclose(logits.numpy(), traced(x).numpy(), atol=1e-5)
 
 
 def test_float16_uses_loss_scaling():
