@@ -24,6 +24,7 @@ threads) is printed beside it as the less contention-sensitive figure.
     python benchmarks/bench_train.py                                   # resnet_simple, B=128, PGD-7
     python benchmarks/bench_train.py --model resnet8 --batch 64 --repeats 7
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,6 +40,7 @@ EPS, EPS_STEP = 8 / 255, 2 / 255
 
 def objectives(attack):
     from lrm_tf.config import Objective
+
     cheap = {
         "regular": Objective(),
         "label_smoothing": Objective(label_smoothing=0.1),
@@ -52,10 +54,17 @@ def objectives(attack):
         "pgd_training_mpgd": Objective(adv_train=attack, adv_alpha=0.5),
         "pgd_training_adv_only": Objective(adv_train=attack, adv_alpha=0.0),
         "alp": Objective(adv_train=attack, adv_alpha=0.5, alp_weight=0.5),
-        "decoupled_pairing": Objective(adv_train=attack, adv_alpha=0.0, pairing_ratio=0.125,
-                                       pairing_beta=1e-3),
-        "lrm": Objective(adv_train=attack, adv_alpha=0.0, label_smoothing=0.1,
-                         mixup="vh_mixup", pairing_ratio=0.125, pairing_beta=1e-3),
+        "decoupled_pairing": Objective(
+            adv_train=attack, adv_alpha=0.0, pairing_ratio=0.125, pairing_beta=1e-3
+        ),
+        "lrm": Objective(
+            adv_train=attack,
+            adv_alpha=0.0,
+            label_smoothing=0.1,
+            mixup="vh_mixup",
+            pairing_ratio=0.125,
+            pairing_beta=1e-3,
+        ),
     }
     return cheap, adversarial
 
@@ -77,16 +86,22 @@ def main():
     p.add_argument("--adv_repeats", type=int, default=3, help="rounds for adversarial steps")
     p.add_argument("--pipeline_steps", type=int, default=20, help="batches per timed epoch")
     p.add_argument("--only", default="", help="comma list of objectives (default: all)")
-    p.add_argument("--jit", action="store_true", help="TrainConfig.jit_compile (XLA on the whole "
-                   "train step; for adversarial objectives this compiles PGD's while loop too)")
+    p.add_argument(
+        "--jit",
+        action="store_true",
+        help="TrainConfig.jit_compile (XLA on the whole "
+        "train step; for adversarial objectives this compiles PGD's while loop too)",
+    )
     args = p.parse_args()
 
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # before TensorFlow: the CPU kernels lrm_tf.main uses
     import keras
     import tensorflow as tf
+
     from lrm_tf import attacks, data, models, training
     from lrm_tf.config import Objective, Threat
     from lrm_tf.objectives.terms import needs_clean_logits
+
     threat = Threat(eps=EPS, eps_step=EPS_STEP)
     tf.get_logger().setLevel("ERROR")
 
@@ -97,13 +112,13 @@ def main():
         cheap = {k: v for k, v in cheap.items() if k in keep}
         adversarial = {k: v for k, v in adversarial.items() if k in keep}
     b = args.batch
-    cfg = training.TrainConfig(batch_size=b, lr_values=(0.01,), lr_boundaries=(), seed=0,
-                               jit_compile=args.jit, verbose=0)
+    cfg = training.TrainConfig(
+        batch_size=b, lr_values=(0.01,), lr_boundaries=(), seed=0, jit_compile=args.jit, verbose=0
+    )
 
     def trainer_for(objective, xb=None, yb=None):
         net = models.build_model(args.model, info.image_shape, info.num_classes, seed=0)
-        tr = training.build_trainer(net, objective, info.num_classes, cfg, steps_per_epoch=100,
-                                    threat=threat)
+        tr = training.build_trainer(net, objective, info.num_classes, cfg, steps_per_epoch=100, threat=threat)
         if xb is not None:  # builds everything and creates tr.train_function
             tr.fit(tf.data.Dataset.from_tensors((xb, yb)), epochs=1, verbose=0, shuffle=False)
         return tr
@@ -122,8 +137,7 @@ def main():
         fns[("step", name)] = step_fn(trainer_for(obj, x, y), x, y)
     fns[("step2B", "regular")] = step_fn(trainer_for(Objective(), x2, y2), x2, y2)
     attack_net = models.build_model(args.model, info.image_shape, info.num_classes, seed=0)
-    attack = tf.function(attacks.build_attack(
-        args.attack, lambda z: attack_net(z, training=False), threat))
+    attack = tf.function(attacks.build_attack(args.attack, lambda z: attack_net(z, training=False), threat))
     seed = tf.constant([0, 37], tf.int64)
     if adversarial:
         fns[("attack", args.attack)] = lambda: attack(x, y, seed)
@@ -131,7 +145,7 @@ def main():
     pipe_trainer = trainer_for(Objective())
     memory_ds = tf.data.Dataset.from_tensors((x, y)).repeat(args.pipeline_steps)
 
-    def pipeline_epoch(epoch=[0]):
+    def pipeline_epoch(epoch=[0]):  # noqa: B006 - the counter persists across calls on purpose
         epoch[0] += 1
         ds = data.train_dataset(arrays, b, seed=0, epoch=epoch[0])
         pipe_trainer.fit(ds, epochs=1, verbose=0, shuffle=False)
@@ -139,7 +153,7 @@ def main():
     def memory_epoch():
         pipe_trainer.fit(memory_ds, epochs=1, verbose=0, shuffle=False)
 
-    def pipeline_only(epoch=[0]):
+    def pipeline_only(epoch=[0]):  # noqa: B006 - the counter persists across calls on purpose
         epoch[0] += 1
         for _ in data.train_dataset(arrays, b, seed=0, epoch=epoch[0]):
             pass
@@ -148,9 +162,12 @@ def main():
     fns[("epoch", "in-memory batches")] = memory_epoch
     fns[("epoch", "pipeline alone (no training)")] = pipeline_only
 
-    print(f"# bench_train: {args.model}, batch {b}, attack {args.attack}, jit_compile={args.jit}, "
-          f"TF {tf.__version__}, keras {keras.__version__}, {os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.1f} at start", flush=True)
+    print(
+        f"# bench_train: {args.model}, batch {b}, attack {args.attack}, jit_compile={args.jit}, "
+        f"TF {tf.__version__}, keras {keras.__version__}, {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f} at start",
+        flush=True,
+    )
     first = {}
     for key, fn in fns.items():  # tracing and first runs, outside the timed rounds
         first[key] = _timed(fn)[0]
@@ -170,8 +187,10 @@ def main():
     def row(name, kind, num, den, target, n):
         ratio_w, ratio_c = num[0] / den[0], num[1] / den[1]
         miss = f"{100 * (ratio_w / target - 1):+.1f}%" if ratio_w > target else "met"
-        rows.append(f"| {name} | {kind} | {num[0]:.3f} | {den[0]:.3f} | {ratio_w:.3f} | "
-                    f"{ratio_c:.3f} | {target:.2f} | {miss} | {n} |")
+        rows.append(
+            f"| {name} | {kind} | {num[0]:.3f} | {den[0]:.3f} | {ratio_w:.3f} | "
+            f"{ratio_c:.3f} | {target:.2f} | {miss} | {n} |"
+        )
 
     reg = (med(("step", "regular"), 0), med(("step", "regular"), 1))
     for name in cheap:
@@ -186,22 +205,38 @@ def main():
             key = ("step", name)
             step = step2 if needs_clean_logits(obj) else reg
             ideal = (atk[0] + step[0], atk[1] + step[1])
-            row(name, "adv / (attack + step" + ("2B" if needs_clean_logits(obj) else "B") + ")",
-                (med(key, 0), med(key, 1)), ideal, 1.10, len(samples[key]))
+            row(
+                name,
+                "adv / (attack + step" + ("2B" if needs_clean_logits(obj) else "B") + ")",
+                (med(key, 0), med(key, 1)),
+                ideal,
+                1.10,
+                len(samples[key]),
+            )
     pipe = (med(("epoch", "tf.data pipeline"), 0), med(("epoch", "tf.data pipeline"), 1))
     mem = (med(("epoch", "in-memory batches"), 0), med(("epoch", "in-memory batches"), 1))
-    row(f"input pipeline ({args.pipeline_steps} steps)", "tf.data / in-memory", pipe, mem, 1.05,
-        len(samples[("epoch", "tf.data pipeline")]))
+    row(
+        f"input pipeline ({args.pipeline_steps} steps)",
+        "tf.data / in-memory",
+        pipe,
+        mem,
+        1.05,
+        len(samples[("epoch", "tf.data pipeline")]),
+    )
 
     print("\n## components (medians; seconds)")
     print("| what | wall s | cpu s | first call s | rounds |")
     print("|---|---:|---:|---:|---:|")
     for key in fns:
-        print(f"| {key[0]} {key[1]} | {med(key, 0):.3f} | {med(key, 1):.3f} | {first[key]:.2f} | "
-              f"{len(samples[key])} |")
+        print(
+            f"| {key[0]} {key[1]} | {med(key, 0):.3f} | {med(key, 1):.3f} | {first[key]:.2f} | "
+            f"{len(samples[key])} |"
+        )
     print("\n## ratios (wall time is primary; cpu = process CPU time ratio)")
-    print("| objective | ratio of | measured s | ideal s | ratio (wall) | ratio (cpu) | target | "
-          "missed by | rounds |")
+    print(
+        "| objective | ratio of | measured s | ideal s | ratio (wall) | ratio (cpu) | target | "
+        "missed by | rounds |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---|---:|")
     print("\n".join(rows))
     print(f"\n# load average at end {os.getloadavg()[0]:.1f}; command: {' '.join(sys.argv)}")

@@ -76,6 +76,7 @@ train_function with the plain objective) and an attack pass at --measure_batch a
 the achieved GFLOP/s; on a GPU machine it gives the throughput and latency to put in the
 flags above. It is off by default: it runs the models.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -87,7 +88,6 @@ import statistics
 import sys
 import time
 from collections import defaultdict
-from typing import Dict, List, Optional, Tuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -102,18 +102,18 @@ SPSA_CHUNK_SAMPLES = 32  # build_attack's default; evaluation does not override 
 SHAFAHI_SQUEEZE = ("shafahi_t5_cifar100_squeeze_b5_s20_k160k", 28.8)
 SHAFAHI_ADVERSARIAL = ("shafahi_t5_cifar100_adv_pgd2", 34.3)
 # stem: a flagfile training the model LRM's table 6 evaluates (resnet_simple on CIFAR-10).
-LRM_SPSA = dict(stem="lrm_t1_cifar10_lrm", iterations=100, samples=8192, examples=10000,
-                hours=90.0, gpus=2)
+LRM_SPSA = dict(stem="lrm_t1_cifar10_lrm", iterations=100, samples=8192, examples=10000, hours=90.0, gpus=2)
 # Models whose pass costs are checked on their pruned gradient graphs (small and quick).
 CHECKED_MODELS = (("mnist_cnn", "mnist"), ("resnet8", "svhn_cropped"))
 
 
 # ----------------------------------------------------------------------------- flagfiles
 
+
 @dataclasses.dataclass
 class Flagfile:
     stem: str
-    flags: Dict[str, object]  # every lrm_tf.main flag: the file's value, else the default
+    flags: dict[str, object]  # every lrm_tf.main flag: the file's value, else the default
 
     def __getattr__(self, name):
         try:
@@ -125,6 +125,7 @@ class Flagfile:
 def flag_definitions():
     """lrm_tf.main's absl flags (importing main defines them; nothing parses argv)."""
     import lrm_tf.main
+
     return lrm_tf.main.FLAGS
 
 
@@ -133,6 +134,7 @@ def read_flagfile(path: str, definitions) -> Flagfile:
     reader) parsed by each flag's own absl parser, on top of every flag's default; a
     `--noname` line sets the boolean `name` to false."""
     from lrm_tf.cli import flagfile
+
     values = {name: definitions[name].default for name in definitions}
     for name, text in flagfile.read_flagfile(path).items():
         if name not in definitions and name.startswith("no") and text == "true":
@@ -140,13 +142,14 @@ def read_flagfile(path: str, definitions) -> Flagfile:
         if name not in definitions:
             raise ValueError(f"{path}: unknown flag --{name}")
         values[name] = definitions[name].parser.parse(text)
-    return Flagfile(os.path.basename(path)[:-len(".cfg")], values)
+    return Flagfile(os.path.basename(path)[: -len(".cfg")], values)
 
 
 def read_index():
     """The published rows (lrm_tf/report/published.json): {stem: (paper key, table cell, row)}
     and {paper key: paper title}, papers in the data file's order."""
     from lrm_tf.report.published import PAPERS, PUBLISHED
+
     index = {stem: (e["paper"], e["table"], e["row"]) for stem, e in PUBLISHED.items()}
     return index, {key: paper["title"] for key, paper in PAPERS.items()}
 
@@ -161,35 +164,43 @@ def table_label(cell: str) -> str:
 
 # ----------------------------------------------------------------------------- FLOPs
 
+
 @dataclasses.dataclass(frozen=True)
 class ModelKey:
     model: str
     dataset: str
-    depth: Optional[int] = None  # wide_resnet only (the other models take no depth/width)
-    width: Optional[int] = None
+    depth: int | None = None  # wide_resnet only (the other models take no depth/width)
+    width: int | None = None
 
     @staticmethod
-    def of(flagfile: Flagfile) -> "ModelKey":
+    def of(flagfile: Flagfile) -> ModelKey:
         wide = flagfile.model == "wide_resnet"
-        return ModelKey(flagfile.model, flagfile.dataset, flagfile.depth if wide else None,
-                        flagfile.width if wide else None)
+        return ModelKey(
+            flagfile.model,
+            flagfile.dataset,
+            flagfile.depth if wide else None,
+            flagfile.width if wide else None,
+        )
 
     def __str__(self):
-        arch = (f"{self.model}-{self.depth}-{self.width}" if self.model == "wide_resnet"
-                else self.model)
+        arch = f"{self.model}-{self.depth}-{self.width}" if self.model == "wide_resnet" else self.model
         return f"{arch}/{self.dataset}"
 
     def build(self):
         from lrm_tf import data, models
+
         info = data.DATASETS[self.dataset]
-        shape = ({"depth": self.depth or 28, "width": self.width or 10}
-                 if "depth" in models.model_arguments(self.model) else {})
-        return models.build_model(self.model, info.image_shape, info.num_classes, seed=0,
-                                  **shape)
+        shape = (
+            {"depth": self.depth or 28, "width": self.width or 10}
+            if "depth" in models.model_arguments(self.model)
+            else {}
+        )
+        return models.build_model(self.model, info.image_shape, info.num_classes, seed=0, **shape)
 
     @property
     def image_shape(self):
         from lrm_tf import data
+
         return data.DATASETS[self.dataset].image_shape
 
 
@@ -197,6 +208,7 @@ def _profile_flops(graph, op_types=None) -> int:
     """Float operations of `graph` by TensorFlow's profiler (ops with registered FLOP
     statistics), optionally only of the op types in `op_types`."""
     import tensorflow as tf
+
     builder = tf.compat.v1.profiler.ProfileOptionBuilder
     options = builder(builder.float_operation()).with_empty_output()
     if op_types:
@@ -207,11 +219,12 @@ def _profile_flops(graph, op_types=None) -> int:
 
 def _inference_graph(net, image_shape):
     import tensorflow as tf
+
     spec = tf.TensorSpec([1, *image_shape], tf.float32)
     return tf.function(lambda x: net(x, training=False)).get_concrete_function(spec).graph
 
 
-def profiled_forward_flops(net, image_shape) -> Tuple[int, int]:
+def profiled_forward_flops(net, image_shape) -> tuple[int, int]:
     """(all FLOPs, Conv2D + MatMul FLOPs) of one image's forward pass, by the profiler."""
     graph = _inference_graph(net, image_shape)
     return _profile_flops(graph), _profile_flops(graph, ["Conv2D", "MatMul"])
@@ -220,6 +233,7 @@ def profiled_forward_flops(net, image_shape) -> Tuple[int, int]:
 def analytic_forward_flops(net) -> int:
     """2 x multiply-adds of every Conv2D and Dense layer for one image."""
     from keras import layers
+
     total = 0
     for layer in net.layers:
         if isinstance(layer, layers.Conv2D):
@@ -250,8 +264,7 @@ def count_model_flops(key: ModelKey) -> ModelFlops:
     if abs(conv_matmul - analytic) > 1e-3 * analytic:
         raise AssertionError(f"{key}: profiler Conv2D+MatMul {conv_matmul} != analytic {analytic}")
     if abs(profiled - analytic) > 0.05 * analytic:
-        raise AssertionError(f"{key}: profiler total {profiled} is more than 5% from the "
-                             f"analytic {analytic}")
+        raise AssertionError(f"{key}: profiler total {profiled} is more than 5% from the analytic {analytic}")
     return ModelFlops(key, net.count_params(), profiled, conv_matmul, analytic)
 
 
@@ -273,29 +286,35 @@ def _pruned_gradient_flops(net, image_shape, wrt: str) -> int:
         return tape.gradient(loss, x if wrt == "input" else net.trainable_variables)
 
     concrete = tf.function(gradient).get_concrete_function(
-        tf.TensorSpec([1, *image_shape], tf.float32), tf.TensorSpec([1], tf.int64))
+        tf.TensorSpec([1, *image_shape], tf.float32), tf.TensorSpec([1], tf.int64)
+    )
     frozen = convert_to_constants.convert_variables_to_constants_v2(concrete)
     graph_def = tf.compat.v1.graph_util.extract_sub_graph(
-        frozen.graph.as_graph_def(), [t.op.name for t in frozen.outputs])
+        frozen.graph.as_graph_def(), [t.op.name for t in frozen.outputs]
+    )
     graph = tf.Graph()
     with graph.as_default():
         tf.graph_util.import_graph_def(graph_def, name="")
     return _profile_flops(graph)
 
 
-def check_pass_costs(flops: ModelFlops) -> Tuple[float, float]:
+def check_pass_costs(flops: ModelFlops) -> tuple[float, float]:
     """(weight-gradient pass, input-gradient pass) FLOPs over the forward FLOPs."""
     net = flops.key.build()
     shape = flops.key.image_shape
-    return (_pruned_gradient_flops(net, shape, "weights") / flops.profiled,
-            _pruned_gradient_flops(net, shape, "input") / flops.profiled)
+    return (
+        _pruned_gradient_flops(net, shape, "weights") / flops.profiled,
+        _pruned_gradient_flops(net, shape, "input") / flops.profiled,
+    )
 
 
 # ----------------------------------------------------------------------------- costs
 
+
 @dataclasses.dataclass
 class Cost:
     """FLOPs and sequential network passes (for the latency floor) of one job."""
+
     flops: float = 0.0
     passes: float = 0.0
 
@@ -306,14 +325,22 @@ class Cost:
 @dataclasses.dataclass
 class AttackUnits:
     """Per example: forward-pass equivalents; per batch: sequential network calls."""
+
     per_example: float
     calls_per_batch: float
 
 
-def attack_units(name: str, attack_pass_cost: float, restarts: int, spsa_samples: int,
-                 use_true_labels: bool = True, predict: bool = True) -> AttackUnits:
+def attack_units(
+    name: str,
+    attack_pass_cost: float,
+    restarts: int,
+    spsa_samples: int,
+    use_true_labels: bool = True,
+    predict: bool = True,
+) -> AttackUnits:
     """The work of attack `name` (then, with `predict`, one prediction) per example."""
     from lrm_tf import attacks
+
     spec = attacks.parse_attack(name)
     if spec.family == "clean":
         work, calls, randomized = 0.0, 0, False
@@ -346,32 +373,45 @@ def needs_clean_logits(flagfile: Flagfile) -> bool:
     (lrm_tf.objectives.terms.needs_clean_logits) on this flagfile's objective."""
     from lrm_tf.config import Objective
     from lrm_tf.objectives import terms
+
     fields = [f.name for f in dataclasses.fields(Objective)]
-    return terms.needs_clean_logits(Objective(**{n: flagfile.flags[n] for n in fields
-                                                 if n in flagfile.flags}))
+    return terms.needs_clean_logits(
+        Objective(**{n: flagfile.flags[n] for n in fields if n in flagfile.flags})
+    )
 
 
 def training_steps(flagfile: Flagfile) -> int:
     from lrm_tf.data.registry import training_images  # split sizes: the dataset registry
+
     n_train = training_images(flagfile.dataset, extra=flagfile.svhn_extra)
     if flagfile.train_limit:
         n_train = min(n_train, flagfile.train_limit)
     from lrm_tf.training import TrainConfig, steps_plan
-    return steps_plan(n_train, TrainConfig(batch_size=flagfile.batch_size,
-                                           train_epochs=flagfile.train_epochs,
-                                           train_steps=flagfile.train_steps))[1]
+
+    return steps_plan(
+        n_train,
+        TrainConfig(
+            batch_size=flagfile.batch_size,
+            train_epochs=flagfile.train_epochs,
+            train_steps=flagfile.train_steps,
+        ),
+    )[1]
 
 
-def units_per_image(flagfile: Flagfile, attack_pass_cost: float) -> Tuple[float, float, str]:
+def units_per_image(flagfile: Flagfile, attack_pass_cost: float) -> tuple[float, float, str]:
     """(forward equivalents per image of the batch, sequential passes per step, formula)."""
     if not flagfile.adv_train:
         return TRAIN_PASS_COST, 1, "3"
     # The training attack: build_attack's defaults (one start, true labels), no prediction.
-    attack = attack_units(flagfile.adv_train, attack_pass_cost, restarts=1,
-                          spsa_samples=flagfile.spsa_samples, predict=False)
+    attack = attack_units(
+        flagfile.adv_train, attack_pass_cost, restarts=1, spsa_samples=flagfile.spsa_samples, predict=False
+    )
     m = 2 if needs_clean_logits(flagfile) else 1
-    return (attack.per_example + TRAIN_PASS_COST * m, attack.calls_per_batch + 1,
-            f"{attack.per_example:g} + 3x{m}")
+    return (
+        attack.per_example + TRAIN_PASS_COST * m,
+        attack.calls_per_batch + 1,
+        f"{attack.per_example:g} + 3x{m}",
+    )
 
 
 def training_cost(flagfile: Flagfile, forward: float, attack_pass_cost: float) -> Cost:
@@ -383,6 +423,7 @@ def training_cost(flagfile: Flagfile, forward: float, attack_pass_cost: float) -
 def _attacked_examples(flagfile: Flagfile, attack: str) -> int:
     from lrm_tf import attacks
     from lrm_tf.data.registry import dataset_info
+
     test_size = dataset_info(flagfile.dataset).test_size
     n = min(flagfile.eval_examples or test_size, test_size)
     if attacks.parse_attack(attack).family == "spsa" and flagfile.spsa_examples:
@@ -390,11 +431,18 @@ def _attacked_examples(flagfile: Flagfile, attack: str) -> int:
     return n
 
 
-def _attack_cost(flagfile: Flagfile, attack: str, forward: float, attack_pass_cost: float,
-                 predict: bool) -> Cost:
+def _attack_cost(
+    flagfile: Flagfile, attack: str, forward: float, attack_pass_cost: float, predict: bool
+) -> Cost:
     n = _attacked_examples(flagfile, attack)
-    units = attack_units(attack, attack_pass_cost, flagfile.restarts, flagfile.spsa_samples,
-                         flagfile.attack_true_labels, predict=predict)
+    units = attack_units(
+        attack,
+        attack_pass_cost,
+        flagfile.restarts,
+        flagfile.spsa_samples,
+        flagfile.attack_true_labels,
+        predict=predict,
+    )
     batches = math.ceil(n / flagfile.eval_batch_size)
     return Cost(n * units.per_example * forward, batches * units.calls_per_batch)
 
@@ -411,8 +459,7 @@ def evaluation_cost(flagfile: Flagfile, forward_of, attack_pass_cost: float) -> 
         for attack in (a for a in flagfile.eval_attacks if a != "clean"):
             n = _attacked_examples(flagfile, attack)
             for source in sources:
-                cost += _attack_cost(flagfile, attack, forward_of(source), attack_pass_cost,
-                                     predict=False)
+                cost += _attack_cost(flagfile, attack, forward_of(source), attack_pass_cost, predict=False)
                 for target in targets:  # one prediction per example and target
                     cost += Cost(n * forward_of(target), math.ceil(n / flagfile.eval_batch_size))
         return cost
@@ -423,6 +470,7 @@ def evaluation_cost(flagfile: Flagfile, forward_of, attack_pass_cost: float) -> 
 
 
 # ----------------------------------------------------------------------------- the catalogue
+
 
 @dataclasses.dataclass
 class Row:
@@ -436,6 +484,7 @@ class Row:
     def hours(self, tflops: float, latency_s: float) -> float:
         def part(cost):
             return max(cost.flops / (tflops * 1e12), cost.passes * latency_s) / 3600
+
         return part(self.train) + part(self.evaluation)
 
     def floor_hours(self, latency_s: float) -> float:
@@ -444,19 +493,21 @@ class Row:
 
 def load_catalogue(flags_dir: str):
     definitions = flag_definitions()
-    flagfiles = [read_flagfile(os.path.join(flags_dir, name), definitions)
-                 for name in sorted(os.listdir(flags_dir)) if name.endswith(".cfg")]
+    flagfiles = [
+        read_flagfile(os.path.join(flags_dir, name), definitions)
+        for name in sorted(os.listdir(flags_dir))
+        if name.endswith(".cfg")
+    ]
     index, titles = read_index()
     return flagfiles, index, titles
 
 
-def run_models(flagfiles: List[Flagfile]) -> Dict[str, ModelKey]:
+def run_models(flagfiles: list[Flagfile]) -> dict[str, ModelKey]:
     """Run directory -> the model trained there, for eval and transfer flagfiles."""
-    return {os.path.normpath(f.model_dir): ModelKey.of(f) for f in flagfiles
-            if f.mode == "train"}
+    return {os.path.normpath(f.model_dir): ModelKey.of(f) for f in flagfiles if f.mode == "train"}
 
 
-def model_of(flagfile: Flagfile, trained: Dict[str, ModelKey], run_dir: str = "") -> ModelKey:
+def model_of(flagfile: Flagfile, trained: dict[str, ModelKey], run_dir: str = "") -> ModelKey:
     if not run_dir:
         return ModelKey.of(flagfile)
     try:
@@ -465,30 +516,30 @@ def model_of(flagfile: Flagfile, trained: Dict[str, ModelKey], run_dir: str = ""
         raise ValueError(f"{flagfile.stem}: no training flagfile writes {run_dir}") from None
 
 
-def used_models(flagfile: Flagfile, trained) -> List[ModelKey]:
+def used_models(flagfile: Flagfile, trained) -> list[ModelKey]:
     if flagfile.mode == "train":
         return [ModelKey.of(flagfile)]
     dirs = [p for p in flagfile.load_from.split(",") if p] + list(flagfile.transfer_targets)
     return [model_of(flagfile, trained, d) for d in dirs]
 
 
-def cost_rows(flagfiles, index, trained, flops: Dict[ModelKey, ModelFlops],
-              attack_pass_cost: float) -> List[Row]:
+def cost_rows(
+    flagfiles, index, trained, flops: dict[ModelKey, ModelFlops], attack_pass_cost: float
+) -> list[Row]:
     rows = []
     for f in flagfiles:
         if f.mode not in ("train", "eval", "transfer"):
             raise ValueError(f"{f.stem}: --mode={f.mode} has no cost model")
         forward_of = lambda run_dir, f=f: flops[model_of(f, trained, run_dir)].profiled
-        train = (training_cost(f, forward_of(""), attack_pass_cost) if f.mode == "train"
-                 else Cost())
+        train = training_cost(f, forward_of(""), attack_pass_cost) if f.mode == "train" else Cost()
         evaluation = evaluation_cost(f, forward_of, attack_pass_cost)
         paper, cell, _ = index.get(f.stem, ("starting point", "-", ""))
-        rows.append(Row(f, used_models(f, trained)[0], train, evaluation, paper,
-                        table_label(cell)))
+        rows.append(Row(f, used_models(f, trained)[0], train, evaluation, paper, table_label(cell)))
     return rows
 
 
 # ----------------------------------------------------------------------------- report
+
 
 def _natural(text: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
@@ -498,23 +549,31 @@ def _hours(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.2g}" if value < 1 else f"{value:.1f}"
 
 
-def flops_markdown(flops: Dict[ModelKey, ModelFlops], pass_checks) -> List[str]:
-    lines = ["## Forward FLOPs per image", "",
-             "| model / dataset | parameters | profiler total | profiler Conv2D+MatMul | "
-             "analytic conv+dense | total / analytic |", "|---|---:|---:|---:|---:|---:|"]
+def flops_markdown(flops: dict[ModelKey, ModelFlops], pass_checks) -> list[str]:
+    lines = [
+        "## Forward FLOPs per image",
+        "",
+        "| model / dataset | parameters | profiler total | profiler Conv2D+MatMul | "
+        "analytic conv+dense | total / analytic |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for key in sorted(flops, key=lambda k: flops[k].profiled):
         m = flops[key]
-        lines.append(f"| {key} | {m.params:,} | {m.profiled / 1e6:,.2f} M | "
-                     f"{m.profiled_conv_matmul / 1e6:,.2f} M | {m.analytic / 1e6:,.2f} M | "
-                     f"{m.profiled / m.analytic:.4f} |")
+        lines.append(
+            f"| {key} | {m.params:,} | {m.profiled / 1e6:,.2f} M | "
+            f"{m.profiled_conv_matmul / 1e6:,.2f} M | {m.analytic / 1e6:,.2f} M | "
+            f"{m.profiled / m.analytic:.4f} |"
+        )
     lines += ["", "Pass costs on the pruned gradient graphs (profiler FLOPs / forward FLOPs):", ""]
     for key, (weights, inputs) in pass_checks.items():
-        lines.append(f"- {key}: gradient w.r.t. the weights {weights:.3f} x forward, "
-                     f"w.r.t. the input {inputs:.3f} x forward")
+        lines.append(
+            f"- {key}: gradient w.r.t. the weights {weights:.3f} x forward, "
+            f"w.r.t. the input {inputs:.3f} x forward"
+        )
     return lines + [""]
 
 
-def table_markdown(rows: List[Row], titles, args) -> List[str]:
+def table_markdown(rows: list[Row], titles, args) -> list[str]:
     low, high = args.gpu_tflops_low, args.gpu_tflops_high
     latency = args.pass_latency_ms / 1000
     groups = defaultdict(list)
@@ -522,11 +581,14 @@ def table_markdown(rows: List[Row], titles, args) -> List[str]:
         groups[(row.paper, row.table)].append(row)
     papers = list(titles) + ["starting point"]
     order = sorted(groups, key=lambda g: (papers.index(g[0]), _natural(g[1])))
-    lines = [f"## Cost per paper table: one GPU at {low:g}-{high:g} effective TFLOP/s, "
-             f"{args.pass_latency_ms:g} ms per network pass", "",
-             "| paper | table | flagfiles | train PFLOP | eval PFLOP | GPU h (low-high) | "
-             "floor h | dominant flagfile (share of high h) |",
-             "|---|---|---:|---:|---:|---|---:|---|"]
+    lines = [
+        f"## Cost per paper table: one GPU at {low:g}-{high:g} effective TFLOP/s, "
+        f"{args.pass_latency_ms:g} ms per network pass",
+        "",
+        "| paper | table | flagfiles | train PFLOP | eval PFLOP | GPU h (low-high) | "
+        "floor h | dominant flagfile (share of high h) |",
+        "|---|---|---:|---:|---:|---|---:|---|",
+    ]
     totals = defaultdict(float)
     for paper, table in order:
         members = groups[(paper, table)]
@@ -537,30 +599,48 @@ def table_markdown(rows: List[Row], titles, args) -> List[str]:
         floor = sum(r.floor_hours(latency) for r in members)
         top = max(members, key=lambda r: r.hours(low, latency))
         share = top.hours(low, latency) / h_high if h_high else 0
-        lines.append(f"| {paper} | {table} | {len(members)} | {train:,.2f} | {evaluation:,.2f} | "
-                     f"{_hours(h_low)}-{_hours(h_high)} | {_hours(floor)} | "
-                     f"`{top.flagfile.stem}` ({share:.0%}) |")
+        lines.append(
+            f"| {paper} | {table} | {len(members)} | {train:,.2f} | {evaluation:,.2f} | "
+            f"{_hours(h_low)}-{_hours(h_high)} | {_hours(floor)} | "
+            f"`{top.flagfile.stem}` ({share:.0%}) |"
+        )
         if paper != "starting point":
-            for name, value in (("n", len(members)), ("train", train), ("eval", evaluation),
-                                ("low", h_low), ("high", h_high), ("floor", floor)):
+            for name, value in (
+                ("n", len(members)),
+                ("train", train),
+                ("eval", evaluation),
+                ("low", h_low),
+                ("high", h_high),
+                ("floor", floor),
+            ):
                 totals[name] += value
-    lines.append(f"| **total (table rows)** | | {totals['n']:.0f} | {totals['train']:,.1f} | "
-                 f"{totals['eval']:,.1f} | **{_hours(totals['low'])}-{_hours(totals['high'])}** | "
-                 f"{_hours(totals['floor'])} | |")
-    lines += ["", "GPU h: max(FLOPs / throughput, passes x latency) for training and for "
-              "evaluation, summed; low at the high throughput. floor h: the latency term alone. "
-              "Black-box sources are counted under the first table they serve; the "
-              "starting points (not table rows) are left out of the total.", "",
-              "Papers: " + "; ".join(f"`{p}` {t}" for p, t in titles.items()), ""]
+    lines.append(
+        f"| **total (table rows)** | | {totals['n']:.0f} | {totals['train']:,.1f} | "
+        f"{totals['eval']:,.1f} | **{_hours(totals['low'])}-{_hours(totals['high'])}** | "
+        f"{_hours(totals['floor'])} | |"
+    )
+    lines += [
+        "",
+        "GPU h: max(FLOPs / throughput, passes x latency) for training and for "
+        "evaluation, summed; low at the high throughput. floor h: the latency term alone. "
+        "Black-box sources are counted under the first table they serve; the "
+        "starting points (not table rows) are left out of the total.",
+        "",
+        "Papers: " + "; ".join(f"`{p}` {t}" for p, t in titles.items()),
+        "",
+    ]
     return lines
 
 
-def details_markdown(rows: List[Row], args) -> List[str]:
+def details_markdown(rows: list[Row], args) -> list[str]:
     latency = args.pass_latency_ms / 1000
-    lines = ["## Per flagfile", "",
-             "| flagfile | mode | model | steps x B | fwd units per image (attack + 3 x m) | "
-             "train PFLOP | eval PFLOP | GPU h (low-high) |",
-             "|---|---|---|---:|---|---:|---:|---|"]
+    lines = [
+        "## Per flagfile",
+        "",
+        "| flagfile | mode | model | steps x B | fwd units per image (attack + 3 x m) | "
+        "train PFLOP | eval PFLOP | GPU h (low-high) |",
+        "|---|---|---|---:|---|---:|---:|---|",
+    ]
     for row in sorted(rows, key=lambda r: -r.hours(args.gpu_tflops_low, latency)):
         f = row.flagfile
         if f.mode == "train":
@@ -568,14 +648,16 @@ def details_markdown(rows: List[Row], args) -> List[str]:
             plan, formula = f"{training_steps(f):,} x {f.batch_size}", units[2]
         else:
             plan, formula = "-", "-"
-        lines.append(f"| `{f.stem}` | {f.mode} | {row.model} | {plan} | {formula} | "
-                     f"{row.train.flops / 1e15:,.3f} | {row.evaluation.flops / 1e15:,.3f} | "
-                     f"{_hours(row.hours(args.gpu_tflops_high, latency))}-"
-                     f"{_hours(row.hours(args.gpu_tflops_low, latency))} |")
+        lines.append(
+            f"| `{f.stem}` | {f.mode} | {row.model} | {plan} | {formula} | "
+            f"{row.train.flops / 1e15:,.3f} | {row.evaluation.flops / 1e15:,.3f} | "
+            f"{_hours(row.hours(args.gpu_tflops_high, latency))}-"
+            f"{_hours(row.hours(args.gpu_tflops_low, latency))} |"
+        )
     return lines + [""]
 
 
-def reference_markdown(rows: List[Row], flops, args) -> List[str]:
+def reference_markdown(rows: list[Row], flops, args) -> list[str]:
     """Effective throughput implied by the published wall-clock times."""
     by_stem = {r.flagfile.stem: r for r in rows}
     lines = ["## Reference points: throughput implied by published wall-clock times", ""]
@@ -586,37 +668,49 @@ def reference_markdown(rows: List[Row], flops, args) -> List[str]:
             continue
         row, f = by_stem[stem], by_stem[stem].flagfile
         implied[stem] = row.train.flops / (hours * 3600) / 1e12
-        lines.append(f"- Shafahi et al. sec. 6, `{stem}` ({row.model}, batch {f.batch_size}, "
-                     f"{training_steps(f):,} steps, training attack {f.adv_train or 'none'}): "
-                     f"{row.train.flops / 1e15:,.0f} PFLOP in {hours} h -> "
-                     f"**{implied[stem]:.2f} effective TFLOP/s** on their (unnamed, ~2018) GPU")
+        lines.append(
+            f"- Shafahi et al. sec. 6, `{stem}` ({row.model}, batch {f.batch_size}, "
+            f"{training_steps(f):,} steps, training attack {f.adv_train or 'none'}): "
+            f"{row.train.flops / 1e15:,.0f} PFLOP in {hours} h -> "
+            f"**{implied[stem]:.2f} effective TFLOP/s** on their (unnamed, ~2018) GPU"
+        )
     if len(implied) == 2:
-        squeeze, adversarial = (by_stem[s].flagfile for s in (SHAFAHI_SQUEEZE[0],
-                                                              SHAFAHI_ADVERSARIAL[0]))
+        squeeze, adversarial = (by_stem[s].flagfile for s in (SHAFAHI_SQUEEZE[0], SHAFAHI_ADVERSARIAL[0]))
         published = SHAFAHI_ADVERSARIAL[1] / SHAFAHI_SQUEEZE[1]
-        predicted = {cost: (training_steps(adversarial) * units_per_image(adversarial, cost)[0])
-                     / (training_steps(squeeze) * units_per_image(squeeze, cost)[0])
-                     for cost in (2.0, 3.0)}
-        lines.append(f"- time ratio adversarial / squeezed: published {published:.3f}; "
-                     f"predicted {predicted[2.0]:.3f} with attack passes at 2 F, "
-                     f"{predicted[3.0]:.3f} at 3 F (the adversarial row's 80k steps are "
-                     f"README D15's assumption)")
+        predicted = {
+            cost: (training_steps(adversarial) * units_per_image(adversarial, cost)[0])
+            / (training_steps(squeeze) * units_per_image(squeeze, cost)[0])
+            for cost in (2.0, 3.0)
+        }
+        lines.append(
+            f"- time ratio adversarial / squeezed: published {published:.3f}; "
+            f"predicted {predicted[2.0]:.3f} with attack passes at 2 F, "
+            f"{predicted[3.0]:.3f} at 3 F (the adversarial row's 80k steps are "
+            f"README D15's assumption)"
+        )
     spsa = LRM_SPSA
     if spsa["stem"] in by_stem:
         model = by_stem[spsa["stem"]].model
         work = spsa["examples"] * spsa["iterations"] * spsa["samples"] * flops[model].profiled
         rate = work / (spsa["hours"] * 3600) / 1e12
-        lines.append(f"- LRM sec. 5.3, SPSA ({spsa['iterations']} iterations x "
-                     f"{spsa['samples']} samples) on {spsa['examples']:,} images of {model}: "
-                     f"{work / 1e15:,.0f} PFLOP of forward passes in ~{spsa['hours']:g} h -> "
-                     f"**{rate:.2f} effective TFLOP/s** on {spsa['gpus']} GTX 1080 Ti "
-                     f"({rate / spsa['gpus']:.2f} per GPU, of 11.3 peak fp32)")
-    lines += ["", f"This report assumes {args.gpu_tflops_low:g}-{args.gpu_tflops_high:g} "
-              "effective TFLOP/s on one H100.", ""]
+        lines.append(
+            f"- LRM sec. 5.3, SPSA ({spsa['iterations']} iterations x "
+            f"{spsa['samples']} samples) on {spsa['examples']:,} images of {model}: "
+            f"{work / 1e15:,.0f} PFLOP of forward passes in ~{spsa['hours']:g} h -> "
+            f"**{rate:.2f} effective TFLOP/s** on {spsa['gpus']} GTX 1080 Ti "
+            f"({rate / spsa['gpus']:.2f} per GPU, of 11.3 peak fp32)"
+        )
+    lines += [
+        "",
+        f"This report assumes {args.gpu_tflops_low:g}-{args.gpu_tflops_high:g} "
+        "effective TFLOP/s on one H100.",
+        "",
+    ]
     return lines
 
 
 # ----------------------------------------------------------------------------- --measure
+
 
 def _median_seconds(fn, repeats: int) -> float:
     fn()  # trace, compile, warm up
@@ -630,67 +724,99 @@ def _median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def measure_markdown(flops: Dict[ModelKey, ModelFlops], models: List[str], batch: int,
-                     repeats: int) -> List[str]:
+def measure_markdown(
+    flops: dict[ModelKey, ModelFlops], models: list[str], batch: int, repeats: int
+) -> list[str]:
     """Times a training step and an attack pass of each model on this machine."""
     import tensorflow as tf
+
     from lrm_tf import data, training
     from lrm_tf.attacks import _common
     from lrm_tf.attacks.losses import get_loss
     from lrm_tf.config import Objective
-    keys = [k for k in sorted(flops, key=lambda k: flops[k].profiled)
-            if not models or k.model in models]
+
+    keys = [k for k in sorted(flops, key=lambda k: flops[k].profiled) if not models or k.model in models]
     devices = ", ".join(d.device_type for d in tf.config.list_logical_devices())
-    lines = [f"## Measured on this machine ({devices}; {os.cpu_count()} CPUs, load average "
-             f"{os.getloadavg()[0]:.1f} at start), batch {batch}, median of {repeats}", "",
-             "| model / dataset | train step ms | GFLOP/s (3 F B / step) | attack pass ms | "
-             "GFLOP/s (2 F B / pass) | attack pass / train step |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"## Measured on this machine ({devices}; {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f} at start), batch {batch}, median of {repeats}",
+        "",
+        "| model / dataset | train step ms | GFLOP/s (3 F B / step) | attack pass ms | "
+        "GFLOP/s (2 F B / pass) | attack pass / train step |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for key in keys:
         info = data.DATASETS[key.dataset]
         x = tf.random.uniform([batch, *info.image_shape], seed=1)
         y = tf.random.uniform([batch], maxval=info.num_classes, dtype=tf.int64, seed=2)
-        cfg = training.TrainConfig(batch_size=batch, lr_values=(0.01,), lr_boundaries=(),
-                                   verbose=0)
-        trainer = training.build_trainer(key.build(), Objective(), info.num_classes, cfg,
-                                         steps_per_epoch=1)
+        cfg = training.TrainConfig(batch_size=batch, lr_values=(0.01,), lr_boundaries=(), verbose=0)
+        trainer = training.build_trainer(key.build(), Objective(), info.num_classes, cfg, steps_per_epoch=1)
         trainer.fit(tf.data.Dataset.from_tensors((x, y)), epochs=1, verbose=0)  # builds it
         step = _median_seconds(lambda: trainer.train_function([(x, y)])["loss"], repeats)
         net = trainer.net
         loss_fn = get_loss("xent")
-        attack_pass = tf.function(lambda x, y: _common.loss_gradient(
-            lambda z: net(z, training=False), loss_fn, x, y, False))
+        attack_pass = tf.function(
+            lambda x, y: _common.loss_gradient(lambda z: net(z, training=False), loss_fn, x, y, False)
+        )
         grad = _median_seconds(lambda: attack_pass(x, y), repeats)
         forward = flops[key].profiled
-        lines.append(f"| {key} | {1e3 * step:.1f} | {3 * forward * batch / step / 1e9:.1f} | "
-                     f"{1e3 * grad:.1f} | {2 * forward * batch / grad / 1e9:.1f} | "
-                     f"{grad / step:.2f} |")
-    lines += ["", f"Load average at end {os.getloadavg()[0]:.1f}. The attack pass / train step "
-              "ratio is 2/3 if the FLOP model holds (the train step also updates the weights).",
-              ""]
+        lines.append(
+            f"| {key} | {1e3 * step:.1f} | {3 * forward * batch / step / 1e9:.1f} | "
+            f"{1e3 * grad:.1f} | {2 * forward * batch / grad / 1e9:.1f} | "
+            f"{grad / step:.2f} |"
+        )
+    lines += [
+        "",
+        f"Load average at end {os.getloadavg()[0]:.1f}. The attack pass / train step "
+        "ratio is 2/3 if the FLOP model holds (the train step also updates the weights).",
+        "",
+    ]
     return lines
 
 
 # ----------------------------------------------------------------------------- main
 
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--flags_dir", default=os.path.join(REPO, "flags"))
-    p.add_argument("--gpu_tflops_low", type=float, default=60.0,
-                   help="pessimistic effective TFLOP/s of one GPU (the high hours)")
-    p.add_argument("--gpu_tflops_high", type=float, default=200.0,
-                   help="optimistic effective TFLOP/s of one GPU (the low hours)")
-    p.add_argument("--pass_latency_ms", type=float, default=0.3,
-                   help="fixed cost of one network pass (launches, per-step Python); 0: FLOPs only")
-    p.add_argument("--attack_pass_cost", type=float, default=2.0,
-                   help="an attack's forward+backward to the input, in forward passes")
+    p.add_argument(
+        "--gpu_tflops_low",
+        type=float,
+        default=60.0,
+        help="pessimistic effective TFLOP/s of one GPU (the high hours)",
+    )
+    p.add_argument(
+        "--gpu_tflops_high",
+        type=float,
+        default=200.0,
+        help="optimistic effective TFLOP/s of one GPU (the low hours)",
+    )
+    p.add_argument(
+        "--pass_latency_ms",
+        type=float,
+        default=0.3,
+        help="fixed cost of one network pass (launches, per-step Python); 0: FLOPs only",
+    )
+    p.add_argument(
+        "--attack_pass_cost",
+        type=float,
+        default=2.0,
+        help="an attack's forward+backward to the input, in forward passes",
+    )
     p.add_argument("--details", action="store_true", help="also a table per flagfile")
     p.add_argument("--markdown", default="", help="also write the report to this file")
-    p.add_argument("--measure", action="store_true",
-                   help="time a training step and an attack pass of each model here")
-    p.add_argument("--models", default="", help="--measure: comma list of model names "
-                   "(e.g. mnist_cnn,resnet8; default: every model the flagfiles use)")
+    p.add_argument(
+        "--measure", action="store_true", help="time a training step and an attack pass of each model here"
+    )
+    p.add_argument(
+        "--models",
+        default="",
+        help="--measure: comma list of model names "
+        "(e.g. mnist_cnn,resnet8; default: every model the flagfiles use)",
+    )
     p.add_argument("--measure_batch", type=int, default=32)
     p.add_argument("--measure_repeats", type=int, default=5)
     args = p.parse_args(argv)
@@ -699,6 +825,7 @@ def main(argv=None):
 
     import tensorflow as tf
     from absl import logging
+
     tf.get_logger().setLevel("ERROR")
     logging.set_verbosity(logging.ERROR)
     t0 = time.time()
@@ -713,10 +840,14 @@ def main(argv=None):
         pass_checks[key] = check_pass_costs(flops.get(key) or count_model_flops(key))
     rows = cost_rows(flagfiles, index, trained, flops, args.attack_pass_cost)
 
-    lines = [f"# GPU cost of the flags/ catalogue ({len(flagfiles)} flagfiles)", "",
-             f"Attack passes at {args.attack_pass_cost:g} F, training passes at "
-             f"{TRAIN_PASS_COST:g} F (F: one image's forward FLOPs); see "
-             "benchmarks/gpu_cost.py's docstring for the cost model.", ""]
+    lines = [
+        f"# GPU cost of the flags/ catalogue ({len(flagfiles)} flagfiles)",
+        "",
+        f"Attack passes at {args.attack_pass_cost:g} F, training passes at "
+        f"{TRAIN_PASS_COST:g} F (F: one image's forward FLOPs); see "
+        "benchmarks/gpu_cost.py's docstring for the cost model.",
+        "",
+    ]
     lines += table_markdown(rows, titles, args)
     lines += reference_markdown(rows, flops, args)
     lines += flops_markdown(flops, pass_checks)

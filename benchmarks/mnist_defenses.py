@@ -14,20 +14,31 @@ import os
 import subprocess
 import sys
 
-COMMON = ["--dataset=mnist", "--model=mnist_cnn", "--optimizer=adam", "--lr_values=0.001",
-          "--lr_boundaries=", "--weight_decay=0", "--batch_size=64", "--eps=0.3",
-          "--eps_step=0.01", "--eval_attacks=clean,fgsm_xent,pgd40_xent", "--verbose=2"]
+COMMON = [
+    "--dataset=mnist",
+    "--model=mnist_cnn",
+    "--optimizer=adam",
+    "--lr_values=0.001",
+    "--lr_boundaries=",
+    "--weight_decay=0",
+    "--batch_size=64",
+    "--eps=0.3",
+    "--eps_step=0.01",
+    "--eval_attacks=clean,fgsm_xent,pgd40_xent",
+    "--verbose=2",
+]
 
 # Training attacks use 10 steps of 0.04 instead of Madry's 40 x 0.01 to fit a CPU budget.
 DEFENSES = {
     "regular": [],
-    "label_smoothing+noise": ["--label_smoothing_form=shafahi", "--label_smoothing=0.95",
-                              "--noise_sigma=0.3"],
-    "logit_squeeze+noise": ["--logit_squeeze_form=batch", "--logit_squeeze=0.5",
-                            "--noise_sigma=0.5"],
+    "label_smoothing+noise": [
+        "--label_smoothing_form=shafahi",
+        "--label_smoothing=0.95",
+        "--noise_sigma=0.3",
+    ],
+    "logit_squeeze+noise": ["--logit_squeeze_form=batch", "--logit_squeeze=0.5", "--noise_sigma=0.5"],
     "pgd_training": ["--adv_train=pgd10_xent", "--adv_train_eps_step=0.04", "--adv_alpha=0.5"],
-    "alp": ["--adv_train=pgd10_xent", "--adv_train_eps_step=0.04", "--adv_alpha=0.5",
-            "--alp_weight=1.0"],
+    "alp": ["--adv_train=pgd10_xent", "--adv_train_eps_step=0.04", "--adv_alpha=0.5", "--alp_weight=1.0"],
 }
 
 
@@ -42,9 +53,18 @@ def main():
     names = args.only.split(",") if args.only else list(DEFENSES)
     for name in names:
         model_dir = os.path.join(args.out, name.replace("+", "_"))
-        cmd = [sys.executable, "-m", "lrm_tf.main", *COMMON, *DEFENSES[name],
-               f"--local_data={args.data}", f"--train_steps={args.steps}",
-               f"--eval_examples={args.examples}", f"--model_dir={model_dir}", "--overwrite"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "lrm_tf.main",
+            *COMMON,
+            *DEFENSES[name],
+            f"--local_data={args.data}",
+            f"--train_steps={args.steps}",
+            f"--eval_examples={args.examples}",
+            f"--model_dir={model_dir}",
+            "--overwrite",
+        ]
         subprocess.run(cmd, check=True)
     # The table covers every defense with a finished run in --out (earlier --only runs too).
     print("\n| defense | clean | FGSM | PGD-40 | train s | eval s | flags |")
@@ -59,10 +79,11 @@ def main():
             train_seconds = json.load(f).get("train_seconds")
         acc = lambda k: f"{100 * res[k]['accuracy']:.1f}%"
         eval_seconds = sum(r.get("seconds", 0) for r in res.values())
-        print(f"| {name} | {acc('clean')} | {acc('fgsm_xent')} | {acc('pgd40_xent')} | "
-              f"{train_seconds} | {eval_seconds:.0f} | `{' '.join(flags)}` |")
-    print(f"\ncommon flags: `{' '.join(COMMON)} --train_steps={args.steps} "
-          f"--eval_examples={args.examples}`")
+        print(
+            f"| {name} | {acc('clean')} | {acc('fgsm_xent')} | {acc('pgd40_xent')} | "
+            f"{train_seconds} | {eval_seconds:.0f} | `{' '.join(flags)}` |"
+        )
+    print(f"\ncommon flags: `{' '.join(COMMON)} --train_steps={args.steps} --eval_examples={args.examples}`")
 
 
 if __name__ == "__main__":

@@ -30,8 +30,10 @@ class _Serving(tf.Module):
         # Signature calls skip the TensorSpec shape check, so check here with a readable message.
         expected = tf.constant(self.input_shape, tf.int32)
         tf.debugging.assert_equal(
-            tf.shape(images)[1:], expected,
-            message=f"images must be float32 [batch, {', '.join(map(str, self.input_shape))}] in [0, 1]")
+            tf.shape(images)[1:],
+            expected,
+            message=f"images must be float32 [batch, {', '.join(map(str, self.input_shape))}] in [0, 1]",
+        )
         return self.net(images, training=False)
 
     def _serve(self, images):
@@ -65,6 +67,7 @@ def save_keras(net: keras.Model, path: str):
 def load_keras(path: str) -> keras.Model:
     """Loads a `.keras` file in safe mode (no arbitrary code from Lambda layers)."""
     import lrm_tf.models  # noqa: F401  registers the custom layers
+
     return keras.saving.load_model(path, safe_mode=True, compile=False)
 
 

@@ -51,8 +51,16 @@ class _Layers:
         # Madry's conv init: N(0, sqrt(2 / (k * k * out_filters))), no bias.
         std = math.sqrt(2.0 / (kernel * kernel * filters))
         init = keras.initializers.RandomNormal(stddev=std, seed=self.seed())
-        return self(layers.Conv2D, filters, kernel, strides=stride, padding="same",
-                    use_bias=False, kernel_initializer=init, name=name)
+        return self(
+            layers.Conv2D,
+            filters,
+            kernel,
+            strides=stride,
+            padding="same",
+            use_bias=False,
+            kernel_initializer=init,
+            name=name,
+        )
 
 
 @keras.saving.register_keras_serializable(package="lrm_tf")
@@ -78,8 +86,9 @@ class ZeroPadChannels(layers.Layer):
         return {**super().get_config(), "pad": self.pad}
 
 
-def mnist_cnn(input_shape=(28, 28, 1), num_classes=10, *, seed=None, synchronized_bn=False,
-              dtype="float32") -> keras.Model:
+def mnist_cnn(
+    input_shape=(28, 28, 1), num_classes=10, *, seed=None, synchronized_bn=False, dtype="float32"
+) -> keras.Model:
     """Madry et al. 2018's MNIST CNN: conv5x5-32, pool, conv5x5-64, pool, fc-1024, fc.
 
     No normalisation layers, so `synchronized_bn` changes nothing. Arguments as
@@ -87,8 +96,10 @@ def mnist_cnn(input_shape=(28, 28, 1), num_classes=10, *, seed=None, synchronize
     """
     make = _Layers(seed, synchronized_bn, dtype)
     # One initializer object, one seed for all four layers, as the model always had.
-    init = dict(kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.1, seed=make.seed()),
-                bias_initializer=keras.initializers.Constant(0.1))
+    init = dict(
+        kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.1, seed=make.seed()),
+        bias_initializer=keras.initializers.Constant(0.1),
+    )
     x = inp = keras.Input(input_shape, name="images")
     x = make(layers.Conv2D, 32, 5, padding="same", activation="relu", name="conv1", **init)(x)
     x = make(layers.MaxPooling2D, 2, padding="same")(x)
@@ -104,6 +115,7 @@ def _madry_unit(make, x, in_f, out_f, stride, activate_before_residual, name):
     def bn_relu(t, n):
         t = make.batch_norm(f"{name}_{n}")(t)
         return make(layers.LeakyReLU, _LEAK)(t)
+
     if activate_before_residual:
         x = bn_relu(x, "bn0")
         shortcut = x
@@ -119,8 +131,17 @@ def _madry_unit(make, x, in_f, out_f, stride, activate_before_residual, name):
     return make(layers.Add)([x, shortcut])
 
 
-def madry_resnet(input_shape=(32, 32, 3), num_classes=10, depth=32, width=1, name=None, *,
-                 seed=None, synchronized_bn=False, dtype="float32") -> keras.Model:
+def madry_resnet(
+    input_shape=(32, 32, 3),
+    num_classes=10,
+    depth=32,
+    width=1,
+    name=None,
+    *,
+    seed=None,
+    synchronized_bn=False,
+    dtype="float32",
+) -> keras.Model:
     """Madry et al.'s CIFAR ResNet (cifar10_challenge/model.py) with (depth-2)/6 units per stage.
 
     depth 32 width 1 is the "simple" model (filters 16, 16, 32, 64), depth 32 width 10 the
@@ -154,8 +175,15 @@ def madry_resnet(input_shape=(32, 32, 3), num_classes=10, depth=32, width=1, nam
     for stage, (stride, before) in enumerate(zip([1, 2, 2], [True, False, False])):
         for u in range(units):
             in_f = filters[stage] if u == 0 else filters[stage + 1]
-            x = _madry_unit(make, x, in_f, filters[stage + 1], stride if u == 0 else 1,
-                            before and u == 0, name=f"unit_{stage + 1}_{u}")
+            x = _madry_unit(
+                make,
+                x,
+                in_f,
+                filters[stage + 1],
+                stride if u == 0 else 1,
+                before and u == 0,
+                name=f"unit_{stage + 1}_{u}",
+            )
     x = make.batch_norm("final_bn")(x)
     x = make(layers.LeakyReLU, _LEAK)(x)
     x = make(layers.GlobalAveragePooling2D)(x)
@@ -164,8 +192,9 @@ def madry_resnet(input_shape=(32, 32, 3), num_classes=10, depth=32, width=1, nam
     return keras.Model(inp, x, name=name or f"madry_resnet_{depth}_{width}")
 
 
-def resnet18(input_shape=(32, 32, 3), num_classes=10, *, seed=None, synchronized_bn=False,
-             dtype="float32") -> keras.Model:
+def resnet18(
+    input_shape=(32, 32, 3), num_classes=10, *, seed=None, synchronized_bn=False, dtype="float32"
+) -> keras.Model:
     """The standard CIFAR ResNet-18 (He et al. 2016; BasicBlocks [2, 2, 2, 2], 64-512 filters).
 
     Arguments as `madry_resnet`'s.
@@ -196,8 +225,7 @@ def resnet18(input_shape=(32, 32, 3), num_classes=10, *, seed=None, synchronized
 
 
 def _resnet_simple(input_shape, num_classes, **options):
-    return madry_resnet(input_shape, num_classes, depth=32, width=1, name="resnet_simple",
-                        **options)
+    return madry_resnet(input_shape, num_classes, depth=32, width=1, name="resnet_simple", **options)
 
 
 def _resnet8(input_shape, num_classes, **options):
@@ -205,8 +233,9 @@ def _resnet8(input_shape, num_classes, **options):
 
 
 def _wide_resnet(input_shape, num_classes, depth=28, width=10, **options):
-    return madry_resnet(input_shape, num_classes, depth=depth, width=width,
-                        name=f"wide_resnet_{depth}_{width}", **options)
+    return madry_resnet(
+        input_shape, num_classes, depth=depth, width=width, name=f"wide_resnet_{depth}_{width}", **options
+    )
 
 
 # name -> builder(input_shape, num_classes, [model arguments], *, seed, synchronized_bn, dtype)
@@ -227,9 +256,16 @@ def model_arguments(name: str) -> tuple:
     return tuple(p for p in params if p not in _COMMON)
 
 
-def build_model(name: str, input_shape, num_classes: int, *, seed: int | None = None,
-                synchronized_bn: bool = False, mixed_precision: str = "none",
-                **model_args) -> keras.Model:
+def build_model(
+    name: str,
+    input_shape,
+    num_classes: int,
+    *,
+    seed: int | None = None,
+    synchronized_bn: bool = False,
+    mixed_precision: str = "none",
+    **model_args,
+) -> keras.Model:
     """Builds a classifier by name. Nothing global changes: no dtype policy, no reseeding.
 
     Args:
@@ -253,14 +289,16 @@ def build_model(name: str, input_shape, num_classes: int, *, seed: int | None = 
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if mixed_precision != "none" and mixed_precision not in MIXED_PRECISION:
-        raise ValueError(f"unknown mixed_precision {mixed_precision!r}; choose one of none, "
-                         f"{', '.join(MIXED_PRECISION)}")
+        raise ValueError(
+            f"unknown mixed_precision {mixed_precision!r}; choose one of none, {', '.join(MIXED_PRECISION)}"
+        )
     unknown = sorted(set(model_args) - set(model_arguments(name)))
     if unknown:
         raise ValueError(f"{name} takes no argument {unknown[0]}")
     dtype = "float32" if mixed_precision == "none" else mixed_precision
-    net = MODELS[name](tuple(input_shape), num_classes, seed=seed,
-                       synchronized_bn=synchronized_bn, dtype=dtype, **model_args)
+    net = MODELS[name](
+        tuple(input_shape), num_classes, seed=seed, synchronized_bn=synchronized_bn, dtype=dtype, **model_args
+    )
     if mixed_precision == "none":
         return net
     # Float32 logits: the cross-entropies, logit penalties and attack losses lose too much in
@@ -278,8 +316,12 @@ def decayed_kernels(model: keras.Model):
     Returns:
       list of kernel variables.
     """
-    return [w for layer in model.layers if isinstance(layer, (layers.Conv2D, layers.Dense))
-            for w in [layer.kernel]]
+    return [
+        w
+        for layer in model.layers
+        if isinstance(layer, (layers.Conv2D, layers.Dense))
+        for w in [layer.kernel]
+    ]
 
 
 def weight_decay_loss(model: keras.Model, weight_decay: float):

@@ -7,6 +7,7 @@ Run as a script: the multi-worker strategy must be created before TensorFlow ini
 Writes the network's weights before and after training (final_i, initial_i; the initial ones
 are those of a fresh build, before any checkpoint is restored) to WEIGHTS.npz, on every worker.
 """
+
 import json
 import os
 import sys
@@ -28,8 +29,15 @@ from lrm_tf.report.rundir import RunDir  # noqa: E402
 
 def main(run_dir, weights_path, steps):
     arrays = data.load_arrays("digits")
-    cfg = training.TrainConfig(batch_size=32, train_steps=steps, lr_values=(0.05,),
-                               lr_boundaries=(), weight_decay=2e-4, seed=0, verbose=0)
+    cfg = training.TrainConfig(
+        batch_size=32,
+        train_steps=steps,
+        lr_values=(0.05,),
+        lr_boundaries=(),
+        weight_decay=2e-4,
+        seed=0,
+        verbose=0,
+    )
     # M-PGD with a 2-step attack: the attack's loop and random start run on every worker.
     objective = Objective(adv_train="pgd2_xent", adv_alpha=0.5)
     initial = []
@@ -38,14 +46,33 @@ def main(run_dir, weights_path, steps):
         net = models.build_model("mnist_cnn", (8, 8, 1), 10, seed=0)
         initial.extend(np.asarray(w.numpy()) for w in net.weights)
         return net
-    net = training.train(build, objective, arrays, RunDir(run_dir), cfg,
-                         Threat(eps=0.3, eps_step=0.1), strategy=strategy,
-                         log=lambda m: print(m, flush=True))
+
+    net = training.train(
+        build,
+        objective,
+        arrays,
+        RunDir(run_dir),
+        cfg,
+        Threat(eps=0.3, eps_step=0.1),
+        strategy=strategy,
+        log=lambda m: print(m, flush=True),
+    )
     final = [np.asarray(w.numpy()) for w in net.weights]
-    np.savez(weights_path, **{f"final_{i}": w for i, w in enumerate(final)},
-             **{f"initial_{i}": w for i, w in enumerate(initial)})
-    print(json.dumps({"task": distribute.task(strategy), "chief": distribute.is_chief(strategy),
-                      "replicas": strategy.num_replicas_in_sync}), flush=True)
+    np.savez(
+        weights_path,
+        **{f"final_{i}": w for i, w in enumerate(final)},
+        **{f"initial_{i}": w for i, w in enumerate(initial)},
+    )
+    print(
+        json.dumps(
+            {
+                "task": distribute.task(strategy),
+                "chief": distribute.is_chief(strategy),
+                "replicas": strategy.num_replicas_in_sync,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

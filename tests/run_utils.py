@@ -14,8 +14,10 @@ def shared_data(sub: str) -> str:
     root = os.environ.get("LRM_TF_DATA", "")
     path = os.path.join(root, sub) if root else ""
     if not root or not os.path.isdir(path):
-        msg = (f"real data {sub!r} not found: set LRM_TF_DATA to the shared data folder "
-               f"(../shared/data), currently {root!r}")
+        msg = (
+            f"real data {sub!r} not found: set LRM_TF_DATA to the shared data folder "
+            f"(../shared/data), currently {root!r}"
+        )
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)
@@ -25,9 +27,17 @@ def shared_data(sub: str) -> str:
 def run_main(*args, timeout=600, check=True, env=None):
     """Runs `python -m lrm_tf.main` in a fresh process; returns the CompletedProcess."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "lrm_tf.main", *args], cwd=REPO, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lrm_tf.main", *args],
+        cwd=REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"lrm_tf.main {' '.join(args)} exited {proc.returncode}:\n"
-                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"lrm_tf.main {' '.join(args)} exited {proc.returncode}:\n"
+            f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc

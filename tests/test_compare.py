@@ -13,17 +13,27 @@ def _run(path, flags, results):
     if flags is not None:
         (path / "flags.json").write_text(json.dumps(flags))
     if results is not None:
-        (path / "results.json").write_text(json.dumps(
-            {k: {"accuracy": v, "examples": 10000, "params": {}} for k, v in results.items()}))
+        (path / "results.json").write_text(
+            json.dumps({k: {"accuracy": v, "examples": 10000, "params": {}} for k, v in results.items()})
+        )
     return str(path)
 
 
 @pytest.fixture
 def two_runs(tmp_path):
     # Matched through the recorded --model_dir although the directory has another name.
-    lrm = _run(tmp_path / "copied_somewhere", {"model_dir": "runs/lrm_t1_cifar10_lrm", "dataset": "cifar10"},
-               {"clean": 0.7, "fgsm_xent": 0.5, "pgd5_xent": 0.5, "pgd10_xent": 0.5, "pgd20_xent": 0.4861,
-                "pgd40_xent": 0.45})
+    lrm = _run(
+        tmp_path / "copied_somewhere",
+        {"model_dir": "runs/lrm_t1_cifar10_lrm", "dataset": "cifar10"},
+        {
+            "clean": 0.7,
+            "fgsm_xent": 0.5,
+            "pgd5_xent": 0.5,
+            "pgd10_xent": 0.5,
+            "pgd20_xent": 0.4861,
+            "pgd40_xent": 0.45,
+        },
+    )
     # No flags.json: matched by the directory name, with a suffix after the stem.
     madry = _run(tmp_path / "shafahi_t2_mnist_madry_adv_seed3", None, {"clean": 0.988, "pgd40_xent": 0.95})
     return lrm, madry
@@ -47,8 +57,10 @@ def test_ours_published_delta(two_runs):
     r = _by(rows, lrm, "pgd40_xent")
     assert r["ours"] == pytest.approx(45.0) and r["published"] is None and r["delta"] is None
     # The published columns come first, in the paper's order.
-    assert [r["attack"] for r in rows if r["run"] == lrm] == [*PUBLISHED["lrm_t1_cifar10_lrm"]["results"],
-                                                            "pgd40_xent"]
+    assert [r["attack"] for r in rows if r["run"] == lrm] == [
+        *PUBLISHED["lrm_t1_cifar10_lrm"]["results"],
+        "pgd40_xent",
+    ]
     r = _by(rows, madry, "pgd40_xent")
     assert r["stem"] == "shafahi_t2_mnist_madry_adv"
     assert r["ours"] == pytest.approx(95.0) and r["published"] == 93.2 and r["delta"] == pytest.approx(1.8)
@@ -78,9 +90,11 @@ def test_markdown_side_by_side(two_runs):
 
 
 def test_flagfile_recorded_in_flags_json_wins(tmp_path):
-    run = _run(tmp_path / "runs" / "lrm_t1_cifar10_pgd",
-               {"flagfile": ["flags/common.cfg", "flags/alp_t7_mnist_squeeze.cfg"], "model_dir": "x"},
-               {"clean": 0.99})
+    run = _run(
+        tmp_path / "runs" / "lrm_t1_cifar10_pgd",
+        {"flagfile": ["flags/common.cfg", "flags/alp_t7_mnist_squeeze.cfg"], "model_dir": "x"},
+        {"clean": 0.99},
+    )
     [row] = [r for r in compare.compare_runs([run]) if r["attack"] == "clean"]
     assert row["stem"] == "alp_t7_mnist_squeeze" and row["published"] == 99.0
 
@@ -92,7 +106,8 @@ def test_unmatched_and_unfinished_runs(tmp_path):
     [r] = [r for r in rows if r["run"] == stranger]
     assert r["stem"] is None and r["ours"] == 50.0 and r["published"] is None
     assert {r["attack"] for r in rows if r["run"] == unfinished} == set(
-        PUBLISHED["alp_t2_svhn_alp"]["results"])
+        PUBLISHED["alp_t2_svhn_alp"]["results"]
+    )
     assert all(r["ours"] is None and r["note"] == compare.NO_RESULTS for r in rows if r["run"] == unfinished)
     md = compare.compare_markdown(rows)
     assert "No published row matches: " + stranger in md
@@ -118,9 +133,18 @@ def test_blackbox_columns_from_the_transfer_matrix(tmp_path):
     run.mkdir()
     sources = [f"lrm_bbsource_cifar10_{m}" for m in ("regular", "label_smoothing", "pgd", "alp", "lrm")]
     accuracy = {s: {"lrm_t1_cifar10_pgd": 0.60 + i / 100} for i, s in enumerate(sources)}
-    (run / "transfer.json").write_text(json.dumps({
-        "attack": "pgd10_xent", "sources": sources, "targets": ["lrm_t1_cifar10_pgd"],
-        "accuracy": accuracy, "examples": 10000, "white_box": []}))
+    (run / "transfer.json").write_text(
+        json.dumps(
+            {
+                "attack": "pgd10_xent",
+                "sources": sources,
+                "targets": ["lrm_t1_cifar10_pgd"],
+                "accuracy": accuracy,
+                "examples": 10000,
+                "white_box": [],
+            }
+        )
+    )
     rows = compare.compare_runs([str(run)])
     assert len(rows) == 5 and all(r["stem"] == "lrm_t2_cifar10_pgd" for r in rows)
     r = _by(rows, str(run), "blackbox:lrm_bbsource_cifar10_regular:pgd10_xent")

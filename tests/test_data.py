@@ -66,8 +66,9 @@ def test_train_pipeline_range_order_and_augmentation():
     changed = 0
     for p, q in zip(plain, aug):
         padded = [np.pad(v, ((4, 4), (4, 4), (0, 0))) for v in (p, p[:, ::-1])]
-        assert any(np.array_equal(v[i:i + 32, j:j + 32], q)
-                   for v in padded for i in range(9) for j in range(9))
+        assert any(
+            np.array_equal(v[i : i + 32, j : j + 32], q) for v in padded for i in range(9) for j in range(9)
+        )
         changed += not np.array_equal(p, q)
     assert changed > 32
 
@@ -80,6 +81,7 @@ def test_eval_pipeline_is_unaugmented_and_limited():
 
 def _write_svhn(folder, name, n, first_label):
     from scipy.io import savemat
+
     x = np.full((32, 32, 3, n), first_label, np.uint8)  # upstream layout: HWCN
     y = (np.arange(n) % 10 + first_label) % 10 + 1  # labels 1..10, 10 meaning the digit 0
     savemat(str(folder / name), {"X": x, "y": y.reshape(-1, 1)})
@@ -106,10 +108,15 @@ def test_svhn_extra_is_for_svhn_only():
 def test_registry_split_sizes():
     """Split sizes live in the registry only; the embedded set's split follows them."""
     from lrm_tf.data import registry
+
     sizes = {name: (i.train_size, i.test_size, i.extra_size) for name, i in registry.DATASETS.items()}
-    assert sizes == {"mnist": (60000, 10000, 0), "cifar10": (50000, 10000, 0),
-                     "cifar100": (50000, 10000, 0), "svhn_cropped": (73257, 26032, 531131),
-                     "digits": (1437, 360, 0)}
+    assert sizes == {
+        "mnist": (60000, 10000, 0),
+        "cifar10": (50000, 10000, 0),
+        "cifar100": (50000, 10000, 0),
+        "svhn_cropped": (73257, 26032, 531131),
+        "digits": (1437, 360, 0),
+    }
     assert registry.training_images("svhn_cropped", extra=True) == 604388
     assert registry.training_images("cifar10") == 50000
     with pytest.raises(ValueError, match="no extra"):
@@ -122,6 +129,7 @@ def test_registry_split_sizes():
 def test_registry_is_tensorflow_free():
     import subprocess
     import sys
+
     code = "import sys, lrm_tf.data.registry; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert out.strip() == "False"

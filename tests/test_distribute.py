@@ -10,6 +10,7 @@
 Every training here is a subprocess: logical devices and collective ops must be configured
 before TensorFlow initialises.
 """
+
 import json
 import os
 import socket
@@ -18,7 +19,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from run_utils import REPO
 
 SCRIPT = os.path.join(REPO, "tests", "multiworker_script.py")
@@ -47,9 +47,14 @@ def _env(tf_config=None, tmpdir=None):
 
 
 def _start(run_dir, weights, steps, tf_config=None, tmpdir=None):
-    return subprocess.Popen([sys.executable, SCRIPT, str(run_dir), str(weights), str(steps)],
-                            cwd=REPO, env=_env(tf_config, tmpdir), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, SCRIPT, str(run_dir), str(weights), str(steps)],
+        cwd=REPO,
+        env=_env(tf_config, tmpdir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _finish(procs):
@@ -70,8 +75,12 @@ def _finish(procs):
                 if q.poll() is None:
                     q.kill()
     if failed:
-        raise AssertionError("\n\n".join(f"--- process {i} (exit {p.returncode}):\n{o[-3000:]}"
-                                         for i, (p, o) in enumerate(zip(procs, outputs))))
+        raise AssertionError(
+            "\n\n".join(
+                f"--- process {i} (exit {p.returncode}):\n{o[-3000:]}"
+                for i, (p, o) in enumerate(zip(procs, outputs))
+            )
+        )
     return outputs
 
 
@@ -80,9 +89,16 @@ def _workers(run_dir, tmp_path, steps, tag):
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     scratch = tmp_path / "scratch"
     scratch.mkdir(exist_ok=True)
-    return [_start(run_dir, tmp_path / f"{tag}_w{i}.npz", steps,
-                   {"cluster": cluster, "task": {"type": "worker", "index": i}}, scratch)
-            for i in range(2)]
+    return [
+        _start(
+            run_dir,
+            tmp_path / f"{tag}_w{i}.npz",
+            steps,
+            {"cluster": cluster, "task": {"type": "worker", "index": i}},
+            scratch,
+        )
+        for i in range(2)
+    ]
 
 
 def _weights(path, prefix="final_"):
@@ -113,7 +129,8 @@ def test_multiworker_matches_single_process_and_resumes(tmp_path):
     for out in outputs:  # every worker restored the chief's checkpoint, not only the chief
         assert "resuming from" in out and "at step 3 of 5" in out, out[-2000:]
     assert ['"chief": true', '"chief": false'] == [
-        '"chief": true' if '"chief": true' in out else '"chief": false' for out in outputs]
+        '"chief": true' if '"chief": true' in out else '"chief": false' for out in outputs
+    ]
     (single_out,) = _finish([single])
     assert '"replicas": 1' in single_out
     w0, w1 = _weights(tmp_path / "resumed_w0.npz"), _weights(tmp_path / "resumed_w1.npz")
@@ -133,21 +150,42 @@ def test_multiworker_matches_single_process_and_resumes(tmp_path):
 
 def _load_keras_weights(path):
     import keras
+
     import lrm_tf.models  # noqa: F401  (registers the custom layers)
+
     return [np.asarray(w) for w in keras.saving.load_model(path, compile=False).get_weights()]
 
 
 def test_mirrored_alp_run_matches_one_device(tmp_path):
-    common = ["--mode=train", "--dataset=digits", "--model=mnist_cnn", "--train_steps=3",
-              "--batch_size=32", "--lr_values=0.05", "--lr_boundaries=", "--seed=1",
-              "--adv_train=pgd3_xent", "--alp_weight=0.5", "--eval_attacks=clean,pgd3_xent",
-              "--eval_examples=64", "--eval_batch_size=32", "--verbose=0"]
+    common = [
+        "--mode=train",
+        "--dataset=digits",
+        "--model=mnist_cnn",
+        "--train_steps=3",
+        "--batch_size=32",
+        "--lr_values=0.05",
+        "--lr_boundaries=",
+        "--seed=1",
+        "--adv_train=pgd3_xent",
+        "--alp_weight=0.5",
+        "--eval_attacks=clean,pgd3_xent",
+        "--eval_examples=64",
+        "--eval_batch_size=32",
+        "--verbose=0",
+    ]
     one, two = tmp_path / "one", tmp_path / "two"
     env = _env()
-    procs = [subprocess.Popen([sys.executable, "-m", "lrm_tf.main", *common, f"--model_dir={d}",
-                               *extra], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
-             for d, extra in ((one, []), (two, ["--strategy=mirrored", "--cpu_replicas=2"]))]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "lrm_tf.main", *common, f"--model_dir={d}", *extra],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for d, extra in ((one, []), (two, ["--strategy=mirrored", "--cpu_replicas=2"]))
+    ]
     _finish(procs)
     r1 = json.loads((one / "results.json").read_text())
     r2 = json.loads((two / "results.json").read_text())
@@ -156,8 +194,12 @@ def test_mirrored_alp_run_matches_one_device(tmp_path):
         assert r1[name]["examples"] == r2[name]["examples"] == 64
         assert r1[name]["params"] == r2[name]["params"]
         assert r1[name]["accuracy"] == pytest.approx(r2[name]["accuracy"], abs=1e-9), name
-    assert _max_diff(_load_keras_weights(str(one / "model.keras")),
-                     _load_keras_weights(str(two / "model.keras"))) < 1e-5
+    assert (
+        _max_diff(
+            _load_keras_weights(str(one / "model.keras")), _load_keras_weights(str(two / "model.keras"))
+        )
+        < 1e-5
+    )
     m1 = (one / "metrics.csv").read_text().splitlines()
     m2 = (two / "metrics.csv").read_text().splitlines()
     row1, row2 = (dict(zip(m[0].split(","), m[-1].split(","))) for m in (m1, m2))

@@ -17,10 +17,10 @@ def trained(tmp_path_factory):
     """A resnet8 (batch norm inside, so inference mode matters) trained a few steps."""
     a = data.synthetic_arrays("cifar10", 64, 16, seed=1)
     run = RunDir(str(tmp_path_factory.mktemp("run")))
-    cfg = training.TrainConfig(batch_size=32, train_steps=3, lr_values=(0.05,), lr_boundaries=(),
-                               verbose=0)
-    net = training.train(lambda: models.build_model("resnet8", (32, 32, 3), 10, seed=0),
-                         Objective(), a, run, cfg)
+    cfg = training.TrainConfig(batch_size=32, train_steps=3, lr_values=(0.05,), lr_boundaries=(), verbose=0)
+    net = training.train(
+        lambda: models.build_model("resnet8", (32, 32, 3), 10, seed=0), Objective(), a, run, cfg
+    )
     export.export_saved_model(net, run.saved_model)
     export.save_keras(net, run.keras_file)
     return net, run, a
@@ -34,11 +34,11 @@ def test_saved_model_loads_with_plain_tensorflow(trained, tmp_path):
     script = textwrap.dedent(f"""
         import sys, numpy as np, tensorflow as tf
         m = tf.saved_model.load({run.saved_model!r})
-        x = np.load({str(tmp_path / 'x.npy')!r})
+        x = np.load({str(tmp_path / "x.npy")!r})
         a = m.signatures["serving_default"](images=tf.constant(x))["logits"].numpy()
         b = m(tf.constant(x)).numpy()
         assert not any(k.startswith("lrm_tf") for k in sys.modules), "lrm_tf was imported"
-        np.save({str(tmp_path / 'out.npy')!r}, np.stack([a, b]))
+        np.save({str(tmp_path / "out.npy")!r}, np.stack([a, b]))
     """)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     subprocess.run([sys.executable, "-c", script], check=True, cwd=str(tmp_path), env=env)

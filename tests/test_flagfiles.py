@@ -39,8 +39,16 @@ from lrm_tf.cli.flagfile import expand_flagfiles, read_flagfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 FLAGS_DIR = os.path.join(REPO, "flags")
-FAST_OVERRIDES = ["--synthetic_data=16", "--train_steps=1", "--batch_size=8", "--eval_examples=4",
-                  "--eval_batch_size=4", "--eval_attacks=clean", "--overwrite", "--verbose=0"]
+FAST_OVERRIDES = [
+    "--synthetic_data=16",
+    "--train_steps=1",
+    "--batch_size=8",
+    "--eval_examples=4",
+    "--eval_batch_size=4",
+    "--eval_attacks=clean",
+    "--overwrite",
+    "--verbose=0",
+]
 # Same code path, a small network: WRN-28-10/32-10 (36-46 M parameters) -> depth 8 width 1;
 # Madry's simple ResNet (5 units per stage) -> the same family with 1 unit per stage.
 MODEL_OVERRIDES = {"wide_resnet": ["--depth=8", "--width=1"], "resnet_simple": ["--model=resnet8"]}
@@ -61,8 +69,11 @@ PER_RUN = ("model_dir", "load_from", "transfer_targets", "eval_attacks", "seed")
 
 def structure(path):
     """What a flagfile exercises apart from its numbers: flag names and non-numeric values."""
-    return tuple(sorted((k, "#" if NUMERIC.match(v) else v)
-                        for k, v in read_flagfile(path).items() if k not in PER_RUN))
+    return tuple(
+        sorted(
+            (k, "#" if NUMERIC.match(v) else v) for k, v in read_flagfile(path).items() if k not in PER_RUN
+        )
+    )
 
 
 def uses(path):
@@ -120,6 +131,7 @@ def _child(out_root, paths):
     import gc
 
     import keras
+
     order = run_order(paths)
     distinct_only = os.environ.get("LRM_TF_FLAGFILE_RUNS", "all") == "distinct"
     selected = plan(order, distinct_only)
@@ -132,8 +144,11 @@ def _child(out_root, paths):
         own = ["lrm_tf", f"--flagfile={path}", f"--model_dir={os.path.join(out_root, name)}"]
         for key in ("load_from", "transfer_targets"):
             if flags.get(key):
-                runs = [os.path.join(out_root, os.path.basename(os.path.normpath(p)))
-                        for p in flags[key].split(",") if p]
+                runs = [
+                    os.path.join(out_root, os.path.basename(os.path.normpath(p)))
+                    for p in flags[key].split(",")
+                    if p
+                ]
                 own.append(f"--{key}={','.join(runs)}")
                 for run in runs:  # a run this test skipped: a stand-in so validation can see it
                     if not os.path.exists(run):
@@ -166,8 +181,19 @@ def _child(out_root, paths):
             rc, err = capture(lambda: lrm_main.run_argv(expand_flagfiles(own) + FAST_OVERRIDES + extra))
         else:
             rc, err = "skipped", ""
-        print(json.dumps({"stem": name, "validate": valid, "validate_error": valid_err, "rc": rc,
-                          "error": err, "seconds": round(time.time() - t0, 2)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "stem": name,
+                    "validate": valid,
+                    "validate_error": valid_err,
+                    "rc": rc,
+                    "error": err,
+                    "seconds": round(time.time() - t0, 2),
+                }
+            ),
+            flush=True,
+        )
 
 
 # ----------------------------------------------------------------------------- the tests
@@ -181,8 +207,14 @@ if __name__ != "__main__":
         out = tmp_path_factory.mktemp("flagfile_runs")
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
         t0 = time.time()
-        proc = subprocess.run([sys.executable, os.path.abspath(__file__), str(out), *ALL], cwd=REPO,
-                              env=env, capture_output=True, text=True, timeout=3600)
+        proc = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), str(out), *ALL],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
         lines = {}
         for line in proc.stdout.splitlines():
             if line.startswith("{"):
@@ -196,16 +228,19 @@ if __name__ != "__main__":
     def test_flagfile_validates_and_runs(runs, path):
         record = runs.get(stem(path))
         assert record is not None, f"{stem(path)}: the runner stopped before it"
-        assert record["validate"] == 0, \
+        assert record["validate"] == 0, (
             f"{stem(path)} does not validate as written: {record['validate_error']}"
-        assert record["rc"] in (0, "skipped"), \
+        )
+        assert record["rc"] in (0, "skipped"), (
             f"{stem(path)} failed end to end (exit {record['rc']}): {record['error']}"
+        )
 
     @pytest.mark.parametrize("path", ALL, ids=[stem(p) for p in ALL])
     def test_flagfile_conventions(path):
         """A leading comment, its own run directory, no machine-specific data paths, and each
         published white-box column among its --eval_attacks."""
         from lrm_tf.report.published import PUBLISHED, UNPUBLISHED
+
         with open(path) as f:
             text = f.read()
         flags = read_flagfile(path)
@@ -225,11 +260,13 @@ if __name__ != "__main__":
                 _, source, attack = key.split(":")
                 assert source in sources and attack in attacks, f"{name}: {key} is not made here"
         for source in uses(path):
-            assert os.path.exists(os.path.join(FLAGS_DIR, source + ".cfg")), \
+            assert os.path.exists(os.path.join(FLAGS_DIR, source + ".cfg")), (
                 f"{name}: --load_from/--transfer_targets name no flagfile (runs/{source})"
+            )
 
     def test_every_flagfile_has_a_published_entry_and_back():
         from lrm_tf.report.published import PUBLISHED, UNPUBLISHED
+
         stems = {stem(p) for p in ALL}
         assert sorted(stems - set(PUBLISHED) - set(UNPUBLISHED)) == [], "flagfiles without an entry"
         assert sorted(set(PUBLISHED) - stems) == [], "published entries without a flagfile"
@@ -239,11 +276,13 @@ if __name__ != "__main__":
     def test_generated_headers_and_index_are_up_to_date():
         """Flagfile headers and the flags/README.md index are copies of published.json."""
         from lrm_tf.report import catalogue
+
         stale = catalogue.stale_files(FLAGS_DIR)
         assert stale == [], f"stale copies of published.json; run `{catalogue.COMMAND}`: {stale}"
 
     def test_regenerating_a_header_keeps_the_flags():
         from lrm_tf.report import catalogue
+
         text = "# an outdated header\n# Published: clean 1%.\n--mode=train\n# a later comment\n--seed=3\n"
         out = catalogue.render_flagfile(text, "lrm_t1_cifar10_lrm")
         assert out.endswith("--mode=train\n# a later comment\n--seed=3\n")
@@ -252,6 +291,7 @@ if __name__ != "__main__":
 
     def test_blackbox_sources_are_flagfiles():
         from lrm_tf.report.published import EXTERNAL_SOURCES, PUBLISHED
+
         stems = {stem(p) for p in ALL}
         for name, entry in PUBLISHED.items():
             for key in entry["results"]:
@@ -262,13 +302,13 @@ if __name__ != "__main__":
     def test_attack_names_of_published_entries_parse():
         from lrm_tf.attacks import parse_attack
         from lrm_tf.report.published import PUBLISHED
+
         for _name, entry in PUBLISHED.items():
             for key in entry["results"]:
                 attack = key.split(":")[-1] if key.startswith("blackbox:") else key
                 if attack in ("fgsm", "pgd"):  # quoted from Madry et al. without their loss
                     continue
                 parse_attack(attack)
-
 
     # ------------------------------------------------------------------------- the reader
     with open(os.path.join(HERE, "data", "resolved_flags_before_redesign.json")) as f:
@@ -297,15 +337,18 @@ if __name__ != "__main__":
     def test_flagfile_resolves_as_before_the_redesign(path):
         """Base recipes included: every flag the flagfile sets has its recorded value."""
         before = BEFORE[stem(path)]
-        changed = {k: (v, before.get(k)) for k, v in read_flagfile(path).items()
-                   if k not in before or not same_value(v, before[k])}
+        changed = {
+            k: (v, before.get(k))
+            for k, v in read_flagfile(path).items()
+            if k not in before or not same_value(v, before[k])
+        }
         assert changed == {}
 
     def test_base_recipes_are_not_rows():
         bases = os.path.join(FLAGS_DIR, "base")
         if os.path.isdir(bases):
             for name in os.listdir(bases):
-                assert name[:-len(".cfg")] not in BEFORE and os.path.join(FLAGS_DIR, name) not in ALL
+                assert name[: -len(".cfg")] not in BEFORE and os.path.join(FLAGS_DIR, name) not in ALL
 
     def _write(path, text):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -313,18 +356,35 @@ if __name__ != "__main__":
         return str(path)
 
     def test_nested_flagfile_is_relative_to_the_including_file(tmp_path, monkeypatch):
-        _write(tmp_path / "flags" / "base" / "recipe.cfg",
-               "# a recipe\n--momentum=0.9\n--lr_warmup=0\n--seed=1\n")
+        _write(
+            tmp_path / "flags" / "base" / "recipe.cfg",
+            "# a recipe\n--momentum=0.9\n--lr_warmup=0\n--seed=1\n",
+        )
         _write(tmp_path / "flags" / "base" / "deeper.cfg", "--flagfile=recipe.cfg\n--batch_size=50\n")
-        row = _write(tmp_path / "flags" / "row.cfg",
-                     "# header\n--seed=7\n--flagfile=base/deeper.cfg\n\n"
-                     "--lr_warmup=5\n// comment\n--export\n")
+        row = _write(
+            tmp_path / "flags" / "row.cfg",
+            "# header\n--seed=7\n--flagfile=base/deeper.cfg\n\n--lr_warmup=5\n// comment\n--export\n",
+        )
         monkeypatch.chdir("/")  # nothing is resolved against the working directory
-        assert read_flagfile(row) == {"seed": "1", "momentum": "0.9", "lr_warmup": "5", "batch_size": "50",
-                                      "export": "true"}  # included in place: the last value wins
+        assert read_flagfile(row) == {
+            "seed": "1",
+            "momentum": "0.9",
+            "lr_warmup": "5",
+            "batch_size": "50",
+            "export": "true",
+        }  # included in place: the last value wins
         assert expand_flagfiles(["prog", "--mode=eval", f"--flagfile={row}", "--seed=3"]) == [
-            "prog", "--mode=eval", "--seed=7", "--momentum=0.9", "--lr_warmup=0", "--seed=1",
-            "--batch_size=50", "--lr_warmup=5", "--export", "--seed=3"]
+            "prog",
+            "--mode=eval",
+            "--seed=7",
+            "--momentum=0.9",
+            "--lr_warmup=0",
+            "--seed=1",
+            "--batch_size=50",
+            "--lr_warmup=5",
+            "--export",
+            "--seed=3",
+        ]
 
     def test_expand_flagfiles_command_line_forms(tmp_path, monkeypatch):
         _write(tmp_path / "a.cfg", "--seed=2\n")

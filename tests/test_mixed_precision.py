@@ -10,8 +10,7 @@ from lrm_tf.config import Objective, Threat
 from lrm_tf.report.rundir import RunDir
 
 
-@pytest.mark.parametrize("policy,compute", [("mixed_float16", "float16"),
-                                            ("mixed_bfloat16", "bfloat16")])
+@pytest.mark.parametrize("policy,compute", [("mixed_float16", "float16"), ("mixed_bfloat16", "bfloat16")])
 def test_model_computes_in_half_precision_with_float32_logits(policy, compute):
     net = models.build_model("resnet8", (32, 32, 3), 10, seed=0, mixed_precision=policy)
     plain = models.build_model("resnet8", (32, 32, 3), 10, seed=0)
@@ -32,13 +31,19 @@ def test_unknown_policy_is_rejected():
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_adversarial_training_and_export(policy, tmp_path):
     a = data.synthetic_arrays("cifar10", 32, 8, seed=1)
-    cfg = training.TrainConfig(batch_size=16, train_steps=2, lr_values=(0.05,), lr_boundaries=(),
-                               verbose=0, mixed_precision=policy)
+    cfg = training.TrainConfig(
+        batch_size=16, train_steps=2, lr_values=(0.05,), lr_boundaries=(), verbose=0, mixed_precision=policy
+    )
     run = RunDir(str(tmp_path / "run"))
     objective = Objective(adv_train="pgd2_xent", alp_weight=0.5)
-    net = training.train(lambda: models.build_model("resnet8", (32, 32, 3), 10, seed=0,
-                                                    mixed_precision=policy),
-                         objective, a, run, cfg, Threat(eps=8 / 255, eps_step=4 / 255))
+    net = training.train(
+        lambda: models.build_model("resnet8", (32, 32, 3), 10, seed=0, mixed_precision=policy),
+        objective,
+        a,
+        run,
+        cfg,
+        Threat(eps=8 / 255, eps_step=4 / 255),
+    )
     assert all(np.isfinite(w.numpy()).all() for w in net.weights)
     rows = open(run.metrics_csv).read().splitlines()
     header, last = rows[0].split(","), rows[-1].split(",")

@@ -57,11 +57,13 @@ def test_build_leaves_global_state_alone():
     import random
 
     import keras
+
     random.seed(11)
     expected_draw = random.random()
     random.seed(11)
-    a = models.build_model("resnet8", (32, 32, 3), 10, seed=4, synchronized_bn=True,
-                           mixed_precision="mixed_bfloat16")
+    a = models.build_model(
+        "resnet8", (32, 32, 3), 10, seed=4, synchronized_bn=True, mixed_precision="mixed_bfloat16"
+    )
     assert random.random() == expected_draw
     assert keras.config.dtype_policy().name == "float32"
     b = models.build_model("resnet8", (32, 32, 3), 10, seed=4)

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from run_utils import REPO, run_main
+
 from lrm_tf import data, models, training
 from lrm_tf.config import Objective
 from lrm_tf.training.schedules import make_schedule
@@ -47,9 +47,9 @@ def test_schedule_warmup_and_piecewise():
 
 def test_train_function_resumes_from_checkpoint(tmp_path):
     from lrm_tf.report.rundir import RunDir
+
     a = data.load_arrays("digits")
-    cfg = training.TrainConfig(batch_size=64, train_epochs=1, lr_values=(0.05,), lr_boundaries=(),
-                               verbose=0)
+    cfg = training.TrainConfig(batch_size=64, train_epochs=1, lr_values=(0.05,), lr_boundaries=(), verbose=0)
     run = RunDir(str(tmp_path / "run"))
     build = lambda: models.build_model("mnist_cnn", (8, 8, 1), 10, seed=0)
     training.train(build, Objective(), a, run, cfg)
@@ -65,11 +65,24 @@ def test_train_function_resumes_from_checkpoint(tmp_path):
 def test_killed_run_resumes_with_same_command(tmp_path):
     """SIGKILL after the first epoch's checkpoint; the same command continues, not restarts."""
     model_dir = str(tmp_path / "run")
-    args = ["--dataset=digits", "--model=mnist_cnn", "--train_epochs=40", "--batch_size=32",
-            "--lr_values=0.02", "--lr_boundaries=", f"--model_dir={model_dir}", "--verbose=2"]
+    args = [
+        "--dataset=digits",
+        "--model=mnist_cnn",
+        "--train_epochs=40",
+        "--batch_size=32",
+        "--lr_values=0.02",
+        "--lr_boundaries=",
+        f"--model_dir={model_dir}",
+        "--verbose=2",
+    ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.Popen([sys.executable, "-m", "lrm_tf.main", *args], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lrm_tf.main", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     ckpt_dir = os.path.join(model_dir, "checkpoints")
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:

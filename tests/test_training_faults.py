@@ -11,21 +11,38 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from run_utils import REPO, run_main
 
-BASE = ["--dataset=digits", "--model=mnist_cnn", "--batch_size=32", "--optimizer=momentum",
-        "--lr_values=0.02", "--lr_boundaries=", "--weight_decay=1e-4", "--eval_attacks=clean",
-        "--verbose=2"]
-DETERMINISTIC = [*BASE, "--deterministic", "--train_epochs=3", "--checkpoint_every_steps=7",
-                 "--seed=4", "--noise_sigma=0.1", "--label_smoothing=0.1"]  # random terms on too
+BASE = [
+    "--dataset=digits",
+    "--model=mnist_cnn",
+    "--batch_size=32",
+    "--optimizer=momentum",
+    "--lr_values=0.02",
+    "--lr_boundaries=",
+    "--weight_decay=1e-4",
+    "--eval_attacks=clean",
+    "--verbose=2",
+]
+DETERMINISTIC = [
+    *BASE,
+    "--deterministic",
+    "--train_epochs=3",
+    "--checkpoint_every_steps=7",
+    "--seed=4",
+    "--noise_sigma=0.1",
+    "--label_smoothing=0.1",
+]  # random terms on too
 
 
 def _weights(model_dir):
     reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
     # Model weights (reached through the optimizer or the net) and optimizer state.
-    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-            if k not in ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/.ATTRIBUTES/VARIABLE_VALUE")}
+    return {
+        k: reader.get_tensor(k)
+        for k in reader.get_variable_to_shape_map()
+        if k not in ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/.ATTRIBUTES/VARIABLE_VALUE")
+    }
 
 
 def _metrics(model_dir):
@@ -59,9 +76,13 @@ def test_deterministic_runs_are_identical(uninterrupted, tmp_path):
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(uninterrupted, tmp_path):
     model_dir = str(tmp_path / "run")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.Popen([sys.executable, "-m", "lrm_tf.main", *DETERMINISTIC,
-                             f"--model_dir={model_dir}"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lrm_tf.main", *DETERMINISTIC, f"--model_dir={model_dir}"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     # Epochs are 44 steps; checkpoints every 7 steps. Kill once the checkpoint state names a
     # mid-epoch-2 step (49 ... 84), i.e. after the save has completed, not merely begun.
     state = os.path.join(model_dir, "checkpoints", "checkpoint")
@@ -94,8 +115,14 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(uninterrupted, tmp_
 def test_divergence_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
     model_dir = str(tmp_path / "run")
     # Epoch 1 at lr 0.02 is fine; epoch 2 at lr 1e4 blows up.
-    proc = run_main(*BASE, "--train_epochs=3", "--lr_values=0.02,1e4", "--lr_boundaries=1",
-                    f"--model_dir={model_dir}", check=False)
+    proc = run_main(
+        *BASE,
+        "--train_epochs=3",
+        "--lr_values=0.02,1e4",
+        "--lr_boundaries=1",
+        f"--model_dir={model_dir}",
+        check=False,
+    )
     assert proc.returncode == 4
     lines = [l for l in proc.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and "diverged at step" in lines[0] and "ce_clean=" in lines[0]

@@ -26,6 +26,7 @@ class DataError(Exception):
 @dataclasses.dataclass
 class Arrays:
     """A data set in memory: uint8 images NHWC and int64 labels."""
+
     info: DatasetInfo
     x_train: np.ndarray
     y_train: np.ndarray
@@ -35,13 +36,14 @@ class Arrays:
 
 # ---------------------------------------------------------------------------- readers
 
+
 def _read_idx(path: str) -> np.ndarray:
     with gzip.open(path, "rb") as f:
         data = f.read()
     _, dtype_code, ndim = struct.unpack(">HBB", data[:4])
     if dtype_code != 0x08:
         raise DataError(f"{path}: not a uint8 idx file")
-    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+    dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
     return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
@@ -58,6 +60,7 @@ def _load_mnist_local(folder: str):
         x = _read_idx(_find(folder, [f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-images.idx3-ubyte.gz"]))
         y = _read_idx(_find(folder, [f"{prefix}-labels-idx1-ubyte.gz", f"{prefix}-labels.idx1-ubyte.gz"]))
         return x[..., None], y.astype(np.int64)
+
     return (*pair("train"), *pair("t10k"))
 
 
@@ -72,8 +75,11 @@ def _cifar_images(d: dict) -> np.ndarray:
 
 
 def _load_cifar10_local(folder: str):
-    root = folder if os.path.exists(os.path.join(folder, "data_batch_1")) else \
-        _find(folder, ["cifar-10-batches-py"])
+    root = (
+        folder
+        if os.path.exists(os.path.join(folder, "data_batch_1"))
+        else _find(folder, ["cifar-10-batches-py"])
+    )
     batches = [_unpickle(os.path.join(root, f"data_batch_{i}")) for i in range(1, 6)]
     test = _unpickle(_find(root, ["test_batch"]))
     x_train = np.concatenate([_cifar_images(b) for b in batches])
@@ -82,12 +88,15 @@ def _load_cifar10_local(folder: str):
 
 
 def _load_cifar100_local(folder: str):
-    root = folder if os.path.exists(os.path.join(folder, "train")) else \
-        _find(folder, ["cifar-100-python"])
+    root = folder if os.path.exists(os.path.join(folder, "train")) else _find(folder, ["cifar-100-python"])
     train = _unpickle(_find(root, ["train"]))
     test = _unpickle(_find(root, ["test"]))
-    return (_cifar_images(train), np.asarray(train[b"fine_labels"], np.int64),
-            _cifar_images(test), np.asarray(test[b"fine_labels"], np.int64))
+    return (
+        _cifar_images(train),
+        np.asarray(train[b"fine_labels"], np.int64),
+        _cifar_images(test),
+        np.asarray(test[b"fine_labels"], np.int64),
+    )
 
 
 def _load_svhn_local(folder: str, use_extra: bool = False):
@@ -99,6 +108,7 @@ def _load_svhn_local(folder: str, use_extra: bool = False):
         y = m["y"].reshape(-1).astype(np.int64)
         y[y == 10] = 0  # upstream labels the digit 0 as 10; TFDS uses 0
         return x, y
+
     x_train, y_train = read("train_32x32.mat")
     if use_extra:
         x_extra, y_extra = read("extra_32x32.mat")
@@ -109,6 +119,7 @@ def _load_svhn_local(folder: str, use_extra: bool = False):
 
 def _load_digits():
     from sklearn.datasets import load_digits
+
     d = load_digits()
     # 16 grey levels (0..16) scaled to uint8 so that the pipeline's /255 gives [0, 1].
     x = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
@@ -122,6 +133,7 @@ def _load_digits():
 
 def _load_tfds(name: str, data_dir: str | None, download: bool, train_split: str = "train"):
     import tensorflow_datasets as tfds
+
     builder = tfds.builder(name, data_dir=data_dir)
     if not builder.is_prepared():
         if not download or not _download_host_reachable():
@@ -129,8 +141,7 @@ def _load_tfds(name: str, data_dir: str | None, download: bool, train_split: str
         try:
             builder.download_and_prepare()
         except Exception as e:  # no network, bad data_dir: say what to do instead
-            raise DataError(f"{_missing_message(name)} (TFDS download failed: "
-                            f"{type(e).__name__})") from None
+            raise DataError(f"{_missing_message(name)} (TFDS download failed: {type(e).__name__})") from None
     out = []
     for split in (train_split, "test"):
         x, y = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, as_supervised=True))
@@ -141,6 +152,7 @@ def _load_tfds(name: str, data_dir: str | None, download: bool, train_split: str
 def _download_host_reachable(timeout: float = 3.0) -> bool:
     """A quick offline check, so an offline machine gets one clear line instead of a failed download."""
     import socket
+
     try:
         socket.create_connection(("storage.googleapis.com", 443), timeout=timeout).close()
         return True
@@ -150,8 +162,10 @@ def _download_host_reachable(timeout: float = 3.0) -> bool:
 
 def _missing_message(name: str) -> str:
     info = DATASETS[name]
-    return (f"dataset {name!r} is not available offline: set --local_data to a folder holding "
-            f"{info.local_layout}, or --data_dir to a prepared TFDS data directory")
+    return (
+        f"dataset {name!r} is not available offline: set --local_data to a folder holding "
+        f"{info.local_layout}, or --data_dir to a prepared TFDS data directory"
+    )
 
 
 _LOCAL_READERS = {
@@ -162,8 +176,13 @@ _LOCAL_READERS = {
 }
 
 
-def load_arrays(name: str, data_dir: str | None = None, local_data: str | None = None,
-                download: bool = True, svhn_extra: bool = False) -> Arrays:
+def load_arrays(
+    name: str,
+    data_dir: str | None = None,
+    local_data: str | None = None,
+    download: bool = True,
+    svhn_extra: bool = False,
+) -> Arrays:
     """Loads a data set into memory.
 
     Order of preference: the embedded set; `local_data` (upstream file layout); TFDS from
@@ -193,11 +212,15 @@ def load_arrays(name: str, data_dir: str | None = None, local_data: str | None =
         if not os.path.isdir(local_data):
             raise DataError(f"--local_data={local_data} is not a folder")
         try:
-            parts = (_load_svhn_local(local_data, use_extra=True) if svhn_extra
-                     else _LOCAL_READERS[name](local_data))
+            parts = (
+                _load_svhn_local(local_data, use_extra=True)
+                if svhn_extra
+                else _LOCAL_READERS[name](local_data)
+            )
         except (OSError, KeyError, ValueError, pickle.UnpicklingError) as e:
-            raise DataError(f"--local_data={local_data}: cannot read {name} "
-                            f"({type(e).__name__}: {e})") from None
+            raise DataError(
+                f"--local_data={local_data}: cannot read {name} ({type(e).__name__}: {e})"
+            ) from None
     else:
         parts = _load_tfds(name, data_dir, download, "train+extra" if svhn_extra else "train")
     arrays = Arrays(info, *parts)
@@ -222,21 +245,26 @@ def synthetic_arrays(name: str, n_train: int = 256, n_test: int = 128, seed: int
     """
     info = dataset_info(name)
     rng = np.random.RandomState(seed)
+
     def make(n):
         x = rng.randint(0, 256, size=(n, *info.image_shape)).astype(np.uint8)
         y = rng.randint(0, info.num_classes, size=n).astype(np.int64)
         return x, y
+
     return Arrays(info, *make(n_train), *make(n_test))
 
 
 def _check_shapes(a: Arrays):
     for x, y, split in ((a.x_train, a.y_train, "train"), (a.x_test, a.y_test, "test")):
         if x.shape[1:] != a.info.image_shape or len(x) != len(y):
-            raise DataError(f"{a.info.name} {split}: expected images {a.info.image_shape} with one "
-                            f"label each, got {x.shape} and {y.shape}")
+            raise DataError(
+                f"{a.info.name} {split}: expected images {a.info.image_shape} with one "
+                f"label each, got {x.shape} and {y.shape}"
+            )
 
 
 # ---------------------------------------------------------------------------- pipelines
+
 
 def to_float(images):
     """uint8 [0, 255] -> float32 [0, 1], the range every model and attack works in.
@@ -261,11 +289,18 @@ def _augment(info: DatasetInfo, seed: int):
         if info.flip:
             x = tf.image.stateless_random_flip_left_right(x, seed=s + 1)
         return x, y
+
     return fn
 
 
-def train_dataset(arrays: Arrays, batch_size: int, seed: int = 0, epoch: int = 0,
-                  augment: bool = True, limit: int | None = None) -> tf.data.Dataset:
+def train_dataset(
+    arrays: Arrays,
+    batch_size: int,
+    seed: int = 0,
+    epoch: int = 0,
+    augment: bool = True,
+    limit: int | None = None,
+) -> tf.data.Dataset:
     """One epoch of shuffled, augmented, batched training data (drop_remainder for fixed shapes).
 
     Shuffling and augmentation are seeded by (seed, epoch), so a resumed run sees the same
@@ -294,9 +329,11 @@ def train_dataset(arrays: Arrays, batch_size: int, seed: int = 0, epoch: int = 0
     if augment and (arrays.info.crop_padding or arrays.info.flip):
         aug = _augment(arrays.info, seed)
         seeds = tf.data.Dataset.from_tensor_slices(
-            np.stack([np.full(n, seed * 1000003 + epoch, np.int64), np.arange(n)], axis=1))
-        ds = tf.data.Dataset.zip(ds, seeds).map(lambda xy, s: aug(xy[0], xy[1], s),
-                                                num_parallel_calls=tf.data.AUTOTUNE)
+            np.stack([np.full(n, seed * 1000003 + epoch, np.int64), np.arange(n)], axis=1)
+        )
+        ds = tf.data.Dataset.zip(ds, seeds).map(
+            lambda xy, s: aug(xy[0], xy[1], s), num_parallel_calls=tf.data.AUTOTUNE
+        )
     return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 

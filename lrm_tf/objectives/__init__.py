@@ -12,22 +12,20 @@ attributes of those names stay the modules (compose.py imports
 or import them from their modules.
 """
 
-from lrm_tf.objectives import logit_similarity
-from lrm_tf.objectives import mixup
-from lrm_tf.objectives.labels import smooth_labels_lrm
-from lrm_tf.objectives.labels import smooth_labels_shafahi
-from lrm_tf.objectives.labels import soft_cross_entropy
-from lrm_tf.objectives.logit_squeeze import logit_squeeze_batch
-from lrm_tf.objectives.logit_squeeze import logit_squeeze_example
+from lrm_tf.objectives import logit_similarity, mixup
+from lrm_tf.objectives.labels import smooth_labels_lrm, smooth_labels_shafahi, soft_cross_entropy
+from lrm_tf.objectives.logit_squeeze import logit_squeeze_batch, logit_squeeze_example
 from lrm_tf.objectives.mixup import vh_mixup
 from lrm_tf.objectives.noise import gaussian_noise
-from lrm_tf.objectives.pairing import adversarial_logit_pairing
-from lrm_tf.objectives.pairing import clean_logit_pairing
-from lrm_tf.objectives.pairing import cross_entropy_of_softmaxes
-from lrm_tf.objectives.pairing import decoupled_pairing
-from lrm_tf.objectives.pairing import decoupled_pairing_coefficient
-from lrm_tf.objectives.pairing import logit_norm_penalty
-from lrm_tf.objectives.pairing import softmax_cross_entropy_between
+from lrm_tf.objectives.pairing import (
+    adversarial_logit_pairing,
+    clean_logit_pairing,
+    cross_entropy_of_softmaxes,
+    decoupled_pairing,
+    decoupled_pairing_coefficient,
+    logit_norm_penalty,
+    softmax_cross_entropy_between,
+)
 
 __all__ = [
     "adversarial_logit_pairing",

@@ -10,7 +10,7 @@ over the *global* batch, so a step under MirroredStrategy equals the same step o
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, Optional
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -32,8 +32,9 @@ class ObjectiveOutput:
       terms: logged name -> unweighted scalar value, for every name of `term_names`.
       accuracy_logits: [B, C], the logits whose accuracy `fit` reports (adversarial if any).
     """
+
     total: tf.Tensor
-    terms: Dict[str, tf.Tensor]
+    terms: dict[str, tf.Tensor]
     accuracy_logits: tf.Tensor
 
 
@@ -45,7 +46,7 @@ def _mix(objective: Objective, x, y_soft, seed):
     return local_slice(xg, local), local_slice(yg, local)
 
 
-def _noise(objective: Objective, threat: Optional[Threat], x, seed):
+def _noise(objective: Objective, threat: Threat | None, x, seed):
     local = tf.shape(x)[0]
     # Draw over the global batch so each example gets the noise it would get on one device.
     zeros = tf.zeros_like(global_batch(x))
@@ -67,6 +68,7 @@ def training_attack(objective: Objective, threat: Threat, net) -> Callable:
       net: the Keras classifier, images [B, H, W, C] in the threat's range -> logits [B, C].
     """
     from lrm_tf import attacks
+
     spec = attacks.parse_attack(objective.adv_train)
     training = objective.attack_bn_training
     attack = attacks.build_attack(spec, lambda z: net(z, training=training), threat)
@@ -77,8 +79,9 @@ def _soft_labels(objective: Objective, y, num_classes):
     y_soft = tf.one_hot(y, num_classes)
     if not objective.label_smoothing:
         return y_soft
-    smooth = (labels.smooth_labels_lrm if objective.label_smoothing_form == "lrm"
-              else labels.smooth_labels_shafahi)
+    smooth = (
+        labels.smooth_labels_lrm if objective.label_smoothing_form == "lrm" else labels.smooth_labels_shafahi
+    )
     return smooth(y_soft, objective.label_smoothing)
 
 
@@ -96,9 +99,16 @@ def _forward(objective: Objective, net, x, x_adv):
     return clean, adv
 
 
-def compute_objective(objective: Objective, net, x, y, num_classes: int, seed,
-                      threat: Optional[Threat] = None,
-                      attack_fn: Optional[Callable] = None) -> ObjectiveOutput:
+def compute_objective(
+    objective: Objective,
+    net,
+    x,
+    y,
+    num_classes: int,
+    seed,
+    threat: Threat | None = None,
+    attack_fn: Callable | None = None,
+) -> ObjectiveOutput:
     """The loss of one training step; call inside a GradientTape (and `strategy.run`).
 
     Order: soft labels (label smoothing), mixup before the attack, Gaussian noise, the
@@ -143,10 +153,9 @@ def compute_objective(objective: Objective, net, x, y, num_classes: int, seed,
     clean_logits, adv_logits = _forward(objective, net, x, x_adv)
     active = terms.active_terms(objective)
     data_terms = [t for t in active if t.data_term]
-    trained = ("clean" if x_adv is None else
-               "both" if any(t.needs_clean_logits for t in data_terms) else "adv")
+    trained = "clean" if x_adv is None else "both" if any(t.needs_clean_logits for t in data_terms) else "adv"
     inputs = terms.TermInputs(y_soft, clean_logits, adv_logits, trained, tf.constant(0.0))
-    logged: Dict[str, tf.Tensor] = {}
+    logged: dict[str, tf.Tensor] = {}
     # Data terms first: their weighted sum is J, which the decoupled pairing is set against.
     j = _sum_terms(data_terms, inputs, objective, logged)
     inputs = dataclasses.replace(inputs, data_loss=j)

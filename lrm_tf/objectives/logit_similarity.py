@@ -2,8 +2,7 @@
 
 import tensorflow as tf
 
-from lrm_tf.objectives._math import frobenius_norm
-from lrm_tf.objectives._math import to_dtype
+from lrm_tf.objectives._math import frobenius_norm, to_dtype
 
 
 def logit_similarity(logits, gamma):

@@ -11,8 +11,7 @@ split into a sum over replicas; the term table (`lrm_tf.objectives.terms`, reduc
 
 import tensorflow as tf
 
-from lrm_tf.objectives._math import frobenius_norm
-from lrm_tf.objectives._math import row_l2_norm
+from lrm_tf.objectives._math import frobenius_norm, row_l2_norm
 
 
 def logit_squeeze_example(logits):

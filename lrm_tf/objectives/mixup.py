@@ -25,9 +25,7 @@ def _stateless_beta(shape, seed, alpha, dtype):
     g2 = tf.random.stateless_gamma(shape, seed=gamma_seeds[1], alpha=alpha, dtype=tf.float32)
     total = g1 + g2
     nonzero = total > 0
-    lam = tf.where(
-        nonzero, g1 / tf.where(nonzero, total, tf.ones_like(total)), tf.fill(tf.shape(total), 0.5)
-    )
+    lam = tf.where(nonzero, g1 / tf.where(nonzero, total, tf.ones_like(total)), tf.fill(tf.shape(total), 0.5))
     return tf.cast(lam, dtype)
 
 
@@ -78,9 +76,7 @@ def _split_points(batch_size, length, seed, per_example):
     # Summers & Dinneen's code draws the split row/column uniformly in [0, H),
     # with the label weight the exact area fraction split / H.
     count = batch_size if per_example else 1
-    points = tf.random.stateless_uniform(
-        [count], seed=seed, minval=0, maxval=length, dtype=tf.int32
-    )
+    points = tf.random.stateless_uniform([count], seed=seed, minval=0, maxval=length, dtype=tf.int32)
     return tf.broadcast_to(points, [batch_size])
 
 
@@ -113,9 +109,7 @@ def vh_mixup(x, y_soft, alpha, seed, per_example=True):
     split_columns = _split_points(batch_size, width, column_seed, per_example)
     # Masks are 1 where the pixel comes from x1: rows above / columns left of the split.
     row_from_first = tf.cast(tf.range(height)[tf.newaxis, :] < split_rows[:, tf.newaxis], x.dtype)
-    column_from_first = tf.cast(
-        tf.range(width)[tf.newaxis, :] < split_columns[:, tf.newaxis], x.dtype
-    )
+    column_from_first = tf.cast(tf.range(width)[tf.newaxis, :] < split_columns[:, tf.newaxis], x.dtype)
     row_mask = row_from_first[:, :, tf.newaxis, tf.newaxis]
     column_mask = column_from_first[:, tf.newaxis, :, tf.newaxis]
     vertical = row_mask * x + (1.0 - row_mask) * x_partner

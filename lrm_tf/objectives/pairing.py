@@ -14,8 +14,7 @@ Distance behind the "L2 loss" of the ALP paper, per pair of logit vectors d = z 
 
 import tensorflow as tf
 
-from lrm_tf.objectives._math import safe_sqrt
-from lrm_tf.objectives._math import to_dtype
+from lrm_tf.objectives._math import safe_sqrt, to_dtype
 
 _DIRECTIONS = ("clean_to_adv", "adv_to_clean")
 # Objective.pairing_distance -> the (squared, mean_over_classes) switches of the functions below.
@@ -161,9 +160,7 @@ def decoupled_pairing_coefficient(j_adv, h, ratio, epsilon=1e-12):
     return ratio_of_losses / to_dtype(ratio, j_adv.dtype)
 
 
-def decoupled_pairing(
-    j_adv, clean_logits, adv_logits, beta, ratio, direction="clean_to_adv", epsilon=1e-12
-):
+def decoupled_pairing(j_adv, clean_logits, adv_logits, beta, ratio, direction="clean_to_adv", epsilon=1e-12):
     """LRM eq. 11 with the adaptive coefficient: c*h(f(x), f(x~)) + beta*(||f(x)||^2 + ||f(x~)||^2).
 
     Args:

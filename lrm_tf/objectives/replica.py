@@ -53,7 +53,7 @@ def local_slice(x_global, local_size):
     _, n, rid = _replica()
     if n == 1:
         return x_global
-    return x_global[rid * local_size:(rid + 1) * local_size]
+    return x_global[rid * local_size : (rid + 1) * local_size]
 
 
 def global_mean(value):

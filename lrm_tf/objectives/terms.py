@@ -21,7 +21,7 @@ al. 2018 sec. 4.2.1-4.2.2), the decoupled pairing of LRM (Summers & Dinneen 2019
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Mapping, Optional, Tuple, Union
+from collections.abc import Callable, Mapping
 
 import tensorflow as tf
 
@@ -46,9 +46,10 @@ class TermInputs:
       data_loss: scalar J, the weighted sum of the data terms (the cross-entropies; J of
         Summers & Dinneen eq. 1); 0 while the data terms themselves are computed.
     """
+
     y_soft: tf.Tensor
-    clean_logits: Optional[tf.Tensor]
-    adv_logits: Optional[tf.Tensor]
+    clean_logits: tf.Tensor | None
+    adv_logits: tf.Tensor | None
     trained: str
     data_loss: tf.Tensor
 
@@ -60,15 +61,20 @@ class TermInputs:
             return tf.concat([self.clean_logits, self.adv_logits], axis=0)
         return self.clean_logits if self.trained == "clean" else self.adv_logits
 
-    def global_view(self) -> "TermInputs":
+    def global_view(self) -> TermInputs:
         """The same inputs over the global batch (identity on one device); `data_loss`
         becomes the global-batch mean of J."""
         gather = lambda t: None if t is None else global_batch(t)  # noqa: E731
-        return TermInputs(gather(self.y_soft), gather(self.clean_logits),
-                          gather(self.adv_logits), self.trained, global_mean(self.data_loss))
+        return TermInputs(
+            gather(self.y_soft),
+            gather(self.clean_logits),
+            gather(self.adv_logits),
+            self.trained,
+            global_mean(self.data_loss),
+        )
 
 
-Value = Union[tf.Tensor, Mapping[str, tf.Tensor]]
+Value = tf.Tensor | Mapping[str, tf.Tensor]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,19 +101,21 @@ class Term:
         before every other term.
       logged: the logged names of a multi-valued term (default: (name,)).
     """
+
     name: str
     active: Callable[[Objective], bool]
     compute: Callable[[TermInputs, Objective], Value]
-    weight: Union[float, str, Callable[[Objective], float]] = 1.0
+    weight: float | str | Callable[[Objective], float] = 1.0
     needs_clean_logits: bool = False
     reduction: str = "replica"
     data_term: bool = False
-    logged: Tuple[str, ...] = ()
+    logged: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.reduction not in REDUCTIONS:
-            raise ValueError(f"term {self.name}: reduction {self.reduction!r}, choose one of "
-                             f"{', '.join(REDUCTIONS)}")
+            raise ValueError(
+                f"term {self.name}: reduction {self.reduction!r}, choose one of {', '.join(REDUCTIONS)}"
+            )
         if not self.logged:
             object.__setattr__(self, "logged", (self.name,))
 
@@ -122,6 +130,7 @@ class Term:
 
 # ----------------------------------------------------------------------------- the terms
 
+
 def _mean_soft_ce(logits):
     return lambda t, o: tf.reduce_mean(labels.soft_cross_entropy(t.y_soft, logits(t)))
 
@@ -130,48 +139,87 @@ def _squeeze(t: TermInputs, o: Objective):
     if o.logit_squeeze_form == "example":
         return logit_squeeze.logit_squeeze_example(t.logits)
     return logit_squeeze.logit_squeeze_batch(
-        t.logits, per_example_scale=o.logit_squeeze_scale == "per_example")
+        t.logits, per_example_scale=o.logit_squeeze_scale == "per_example"
+    )
 
 
 def _decoupled(t: TermInputs, o: Objective):
-    out = pairing.decoupled_pairing(t.data_loss, t.clean_logits, t.adv_logits, o.pairing_beta,
-                                    o.pairing_ratio, direction=o.pairing_h_direction)
-    return {"value": out["total"], "decoupled_h": out["h"], "pairing_coef": out["coef"],
-            "logit_norm": out["norm_penalty"]}
+    out = pairing.decoupled_pairing(
+        t.data_loss,
+        t.clean_logits,
+        t.adv_logits,
+        o.pairing_beta,
+        o.pairing_ratio,
+        direction=o.pairing_h_direction,
+    )
+    return {
+        "value": out["total"],
+        "decoupled_h": out["h"],
+        "pairing_coef": out["coef"],
+        "logit_norm": out["norm_penalty"],
+    }
 
 
 TERMS = [
     # Cross-entropy of the clean images: the whole loss without adv_train, alpha * CE(clean)
     # in M-PGD training (Kannan et al. sec. 4; alpha = 0: Madry et al.'s adversarial loss).
-    Term("ce_clean", lambda o: not o.adversarial or o.adv_alpha > 0,
-         _mean_soft_ce(lambda t: t.clean_logits),
-         weight=lambda o: o.adv_alpha if o.adversarial else 1.0, needs_clean_logits=True,
-         data_term=True),
-    Term("ce_adv", lambda o: o.adversarial, _mean_soft_ce(lambda t: t.adv_logits),
-         weight=lambda o: 1.0 - o.adv_alpha, data_term=True),
+    Term(
+        "ce_clean",
+        lambda o: not o.adversarial or o.adv_alpha > 0,
+        _mean_soft_ce(lambda t: t.clean_logits),
+        weight=lambda o: o.adv_alpha if o.adversarial else 1.0,
+        needs_clean_logits=True,
+        data_term=True,
+    ),
+    Term(
+        "ce_adv",
+        lambda o: o.adversarial,
+        _mean_soft_ce(lambda t: t.adv_logits),
+        weight=lambda o: 1.0 - o.adv_alpha,
+        data_term=True,
+    ),
     # Logit squeezing, per example (Kannan et al.) or of the batch (Shafahi et al. eq. 5).
-    Term("squeeze", lambda o: o.logit_squeeze > 0, _squeeze, weight="logit_squeeze",
-         reduction="global"),
-    Term("similarity", lambda o: o.logit_similarity > 0,
-         lambda t, o: logit_similarity.logit_similarity(t.logits, o.logit_similarity_gamma),
-         weight="logit_similarity", reduction="global"),
+    Term("squeeze", lambda o: o.logit_squeeze > 0, _squeeze, weight="logit_squeeze", reduction="global"),
+    Term(
+        "similarity",
+        lambda o: o.logit_similarity > 0,
+        lambda t, o: logit_similarity.logit_similarity(t.logits, o.logit_similarity_gamma),
+        weight="logit_similarity",
+        reduction="global",
+    ),
     # Clean logit pairing pairs examples i and i + m/2 of the whole (global) batch.
-    Term("clean_pairing", lambda o: o.clean_pairing > 0,
-         lambda t, o: pairing.clean_logit_pairing(
-             t.clean_logits, **pairing.distance_options(o.pairing_distance)),
-         weight="clean_pairing", needs_clean_logits=True, reduction="global"),
-    Term("pairing", lambda o: o.alp_weight > 0,
-         lambda t, o: pairing.adversarial_logit_pairing(
-             t.clean_logits, t.adv_logits, **pairing.distance_options(o.pairing_distance)),
-         weight="alp_weight", needs_clean_logits=True),
+    Term(
+        "clean_pairing",
+        lambda o: o.clean_pairing > 0,
+        lambda t, o: pairing.clean_logit_pairing(
+            t.clean_logits, **pairing.distance_options(o.pairing_distance)
+        ),
+        weight="clean_pairing",
+        needs_clean_logits=True,
+        reduction="global",
+    ),
+    Term(
+        "pairing",
+        lambda o: o.alp_weight > 0,
+        lambda t, o: pairing.adversarial_logit_pairing(
+            t.clean_logits, t.adv_logits, **pairing.distance_options(o.pairing_distance)
+        ),
+        weight="alp_weight",
+        needs_clean_logits=True,
+    ),
     # c * h + beta * logit norms, c = (1/ratio) sg(J / h) on global-batch values.
-    Term("decoupled_pairing", lambda o: o.pairing_ratio > 0, _decoupled,
-         needs_clean_logits=True, reduction="global",
-         logged=("decoupled_h", "pairing_coef", "logit_norm")),
+    Term(
+        "decoupled_pairing",
+        lambda o: o.pairing_ratio > 0,
+        _decoupled,
+        needs_clean_logits=True,
+        reduction="global",
+        logged=("decoupled_h", "pairing_coef", "logit_norm"),
+    ),
 ]
 
 
-def register(term: Term, before: Optional[str] = None) -> Term:
+def register(term: Term, before: str | None = None) -> Term:
     """Adds `term` to the table (at the end, or before the term named `before`).
 
     Args:

@@ -31,8 +31,9 @@ _NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
 
 
 def _wrap(text: str) -> list[str]:
-    return ["# " + line for line in textwrap.wrap(text, WIDTH, break_on_hyphens=False,
-                                                   break_long_words=False)]
+    return [
+        "# " + line for line in textwrap.wrap(text, WIDTH, break_on_hyphens=False, break_long_words=False)
+    ]
 
 
 def flagfile_header(stem: str) -> list[str]:
@@ -54,13 +55,12 @@ def flagfile_header(stem: str) -> list[str]:
     if stem not in PUBLISHED:
         raise KeyError(f"flags/{stem}.cfg has no entry in lrm_tf/report/published.json")
     entry = PUBLISHED[stem]
-    where = (f'Poster table "{entry["table"]}"' if entry["paper"] == "poster"
-             else f'Table {entry["table"]}')
-    lines = ["# " + PAPERS[entry["paper"]]["title"],
-             f'# {where}, row "{entry["row"]}" ({entry["dataset"]}).']
+    where = f'Poster table "{entry["table"]}"' if entry["paper"] == "poster" else f"Table {entry['table']}"
+    lines = ["# " + PAPERS[entry["paper"]]["title"], f'# {where}, row "{entry["row"]}" ({entry["dataset"]}).']
     if entry["results"]:
-        lines += _wrap("Published: " + ", ".join(f"{key} {value:g}%"
-                                                 for key, value in entry["results"].items()) + ".")
+        lines += _wrap(
+            "Published: " + ", ".join(f"{key} {value:g}%" for key, value in entry["results"].items()) + "."
+        )
     if "train_accuracy" in entry:
         lines.append(f"# Published train accuracy: {entry['train_accuracy']:g}%.")
     return lines + ["# " + line if line else "#" for line in NOTES[stem]]
@@ -95,17 +95,24 @@ def readme_index() -> str:
     """
     counts = {paper: sum(e["paper"] == paper for e in PUBLISHED.values()) for paper in PAPERS}
     starting = _NUMBER_WORDS.get(len(UNPUBLISHED), str(len(UNPUBLISHED)))
-    out = [f"{len(PUBLISHED)} flagfiles with a published row or role ("
-           + ", ".join(f"{PAPERS[p]['short']} {n}" for p, n in counts.items() if n)
-           + f"), plus the {starting} starting points. `bb <source>/<attack>`: black-box accuracy on "
-           "examples made on the source model (the source flagfile's method, same dataset and "
-           "table family).", ""]
+    out = [
+        f"{len(PUBLISHED)} flagfiles with a published row or role ("
+        + ", ".join(f"{PAPERS[p]['short']} {n}" for p, n in counts.items() if n)
+        + f"), plus the {starting} starting points. `bb <source>/<attack>`: black-box accuracy on "
+        "examples made on the source model (the source flagfile's method, same dataset and "
+        "table family).",
+        "",
+    ]
     for paper, info in PAPERS.items():
         stems = [stem for stem, e in PUBLISHED.items() if e["paper"] == paper]
         if not stems:
             continue
-        out += [f"### {info['title']} (`{info['file']}`)", "",
-                "| flagfile | table | row | dataset | published (%) |", "|---|---|---|---|---|"]
+        out += [
+            f"### {info['title']} (`{info['file']}`)",
+            "",
+            "| flagfile | table | row | dataset | published (%) |",
+            "|---|---|---|---|---|",
+        ]
         for stem in stems:
             e = PUBLISHED[stem]
             out.append(f"| `{stem}` | {e['table']} | {e['row']} | {e['dataset']} | {_published_cell(e)} |")
@@ -130,8 +137,9 @@ def render_readme(text: str) -> str:
     """
     begin, end = text.find(INDEX_BEGIN), text.find(INDEX_END)
     if begin < 0 or end < begin:
-        raise ValueError(f"flags/README.md: the index markers are missing ({INDEX_BEGIN!r} ... "
-                         f"{INDEX_END!r})")
+        raise ValueError(
+            f"flags/README.md: the index markers are missing ({INDEX_BEGIN!r} ... {INDEX_END!r})"
+        )
     return text[:begin] + INDEX_BEGIN + "\n\n" + readme_index() + "\n" + text[end:]
 
 
@@ -146,7 +154,7 @@ def generated_files(flags_dir: str) -> dict[str, str]:
     """
     out = {}
     for name in sorted(os.listdir(flags_dir)):
-        stem = name[:-len(".cfg")]
+        stem = name[: -len(".cfg")]
         if name.endswith(".cfg") and (stem in PUBLISHED or stem in UNPUBLISHED):
             path = os.path.join(flags_dir, name)
             with open(path, encoding="utf-8") as f:
@@ -189,9 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         The exit status.
     """
-    p = argparse.ArgumentParser(prog="python -m lrm_tf.report.catalogue",
-                                description="Regenerate or check the flagfile headers and the "
-                                            "flags/README.md index from lrm_tf/report/published.json.")
+    p = argparse.ArgumentParser(
+        prog="python -m lrm_tf.report.catalogue",
+        description="Regenerate or check the flagfile headers and the "
+        "flags/README.md index from lrm_tf/report/published.json.",
+    )
     p.add_argument("--flags_dir", default="flags", help="the flags/ folder (default: ./flags)")
     p.add_argument("--write", action="store_true", help="rewrite the stale files")
     p.add_argument("--check", action="store_true", help="only list stale files (the default)")

@@ -135,19 +135,21 @@ def compare_runs(run_dirs: Iterable[str]) -> list[dict]:
             ours_entry = results.get(attack) if attack else None
             ours = _percent(ours_entry.get("accuracy")) if isinstance(ours_entry, dict) else None
             pub = published.get(attack) if attack else None
-            rows.append({
-                "run": run_dir,
-                "stem": stem,
-                "paper": entry["paper"] if entry else None,
-                "table": entry["table"] if entry else None,
-                "row": entry["row"] if entry else None,
-                "attack": attack,
-                "ours": ours,
-                "published": pub,
-                "delta": round(ours - pub, 4) if ours is not None and pub is not None else None,
-                "examples": ours_entry.get("examples") if isinstance(ours_entry, dict) else None,
-                "note": note or ("" if entry else "no published row matches this run"),
-            })
+            rows.append(
+                {
+                    "run": run_dir,
+                    "stem": stem,
+                    "paper": entry["paper"] if entry else None,
+                    "table": entry["table"] if entry else None,
+                    "row": entry["row"] if entry else None,
+                    "attack": attack,
+                    "ours": ours,
+                    "published": pub,
+                    "delta": round(ours - pub, 4) if ours is not None and pub is not None else None,
+                    "examples": ours_entry.get("examples") if isinstance(ours_entry, dict) else None,
+                    "note": note or ("" if entry else "no published row matches this run"),
+                }
+            )
     return rows
 
 
@@ -167,8 +169,10 @@ def compare_markdown(rows: list[dict]) -> str:
         Markdown: run, published row, attack, ours (%), published (%), delta (points),
         examples; then the mean |delta| and the runs without a match or without results.
     """
-    lines = ["| run | published row | attack | ours (%) | published (%) | delta (points) | examples |",
-             "|---|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| run | published row | attack | ours (%) | published (%) | delta (points) | examples |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
     for r in rows:
         if r["stem"]:
             paper = PAPERS.get(r["paper"], {}).get("short", r["paper"])
@@ -179,17 +183,26 @@ def compare_markdown(rows: list[dict]) -> str:
         if r["note"] and r["attack"] is None:
             attack = f"{DASH} ({r['note']})"
         examples = r["examples"] if r["examples"] is not None else DASH
-        lines.append(f"| {r['run']} | {where} | {attack} | {_num(r['ours'])} | {_num(r['published'])} | "
-                     f"{_num(r['delta'], signed=True)} | {examples} |")
+        lines.append(
+            f"| {r['run']} | {where} | {attack} | {_num(r['ours'])} | {_num(r['published'])} | "
+            f"{_num(r['delta'], signed=True)} | {examples} |"
+        )
     compared = [r for r in rows if r["delta"] is not None]
     if compared:
         mean_abs = sum(abs(r["delta"]) for r in compared) / len(compared)
-        lines += ["", f"{len(compared)} numbers compared; mean |delta| {mean_abs:.2f} points. "
-                  "Published numbers: lrm_tf/report/published.json; rows and decisions: flags/README.md."]
+        lines += [
+            "",
+            f"{len(compared)} numbers compared; mean |delta| {mean_abs:.2f} points. "
+            "Published numbers: lrm_tf/report/published.json; rows and decisions: flags/README.md.",
+        ]
     unmatched = sorted({r["run"] for r in rows if not r["stem"]})
     if unmatched:
-        lines += ["", "No published row matches: " + ", ".join(unmatched) +
-                  " (name the run directory after its flagfile, runs/<flagfile stem>)."]
+        lines += [
+            "",
+            "No published row matches: "
+            + ", ".join(unmatched)
+            + " (name the run directory after its flagfile, runs/<flagfile stem>).",
+        ]
     missing = sorted({r["run"] for r in rows if r["note"] == NO_RESULTS})
     if missing:
         lines += ["", "No results yet (results.json, transfer*.json): " + ", ".join(missing) + "."]
@@ -207,5 +220,6 @@ def write_comparison(out_dir: str, rows: list[dict]) -> tuple[str, str]:
         (json_path, md_path).
     """
     os.makedirs(out_dir, exist_ok=True)
-    return write_report(out_dir, "comparison", {"rows": rows},
-                        "# Ours vs published\n\n" + compare_markdown(rows))
+    return write_report(
+        out_dir, "comparison", {"rows": rows}, "# Ours vs published\n\n" + compare_markdown(rows)
+    )

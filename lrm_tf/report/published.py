@@ -38,12 +38,15 @@ EXTERNAL_SOURCES: dict[str, str] = _DATA["external_sources"]
 # Flagfiles with no published row of their own (general-purpose starting points): stem -> summary.
 UNPUBLISHED: dict[str, str] = {stem: e["summary"] for stem, e in _DATA["unpublished"].items()}
 # Flagfile stem -> its published row (the data file's entry without its header notes).
-PUBLISHED: dict[str, dict] = {stem: {k: v for k, v in e.items() if k != "notes"}
-                              for stem, e in _DATA["published"].items()}
+PUBLISHED: dict[str, dict] = {
+    stem: {k: v for k, v in e.items() if k != "notes"} for stem, e in _DATA["published"].items()
+}
 # Flagfile stem -> the hand-written lines of its header comment (without "# ").
-NOTES: dict[str, list[str]] = {stem: list(e.get("notes", []))
-                               for section in ("published", "unpublished")
-                               for stem, e in _DATA[section].items()}
+NOTES: dict[str, list[str]] = {
+    stem: list(e.get("notes", []))
+    for section in ("published", "unpublished")
+    for stem, e in _DATA[section].items()
+}
 
 
 def get(stem: str) -> dict:

@@ -1,5 +1,6 @@
 """Training: the composable robust `train_step` (`trainer`), learning-rate schedules and
 tf.distribute strategies."""
+
 from lrm_tf.config import TrainConfig
 from lrm_tf.training.trainer import DivergenceError, RobustTrainer, build_trainer, steps_plan, train
 

@@ -13,15 +13,16 @@ every worker, so the run directory must be on a file system all workers see.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import tensorflow as tf
 
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 
 
-def make_strategy(name: str = "default", devices: Sequence[str] = (), num_gpus: int = 0,
-                  tpu: str = "") -> tf.distribute.Strategy:
+def make_strategy(
+    name: str = "default", devices: Sequence[str] = (), num_gpus: int = 0, tpu: str = ""
+) -> tf.distribute.Strategy:
     """A tf.distribute strategy by name.
 
     Args:
@@ -54,7 +55,8 @@ def make_strategy(name: str = "default", devices: Sequence[str] = (), num_gpus: 
             raise RuntimeError(
                 "the multiworker strategy must be created before TensorFlow initialises its "
                 "devices: call lrm_tf.training.distribute.make_strategy('multiworker') before any other "
-                "TensorFlow call (e.g. tf.config.list_logical_devices)") from e
+                "TensorFlow call (e.g. tf.config.list_logical_devices)"
+            ) from e
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
         tf.config.experimental_connect_to_cluster(resolver)
@@ -75,8 +77,7 @@ def task(strategy=None):
 def is_multi_worker(strategy=None) -> bool:
     """A MultiWorkerMirroredStrategy running on a cluster (TF_CONFIG names this task)."""
     strategy = strategy or tf.distribute.get_strategy()
-    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-            and task(strategy)[0] is not None)
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and task(strategy)[0] is not None
 
 
 def is_chief(strategy=None) -> bool:

@@ -30,9 +30,11 @@ def apply_multiworker(trainer: keras.Model, strategy: tf.distribute.Strategy) ->
     """
     keras_build = getattr(trainer, "_maybe_symbolic_build", None)
     if keras_build is None:
-        raise RuntimeError(f"Keras {keras.__version__} has no Trainer._maybe_symbolic_build: "
-                           "the multi-worker workaround in lrm_tf.training.keras_compat needs "
-                           "the Keras range pinned in pyproject.toml")
+        raise RuntimeError(
+            f"Keras {keras.__version__} has no Trainer._maybe_symbolic_build: "
+            "the multi-worker workaround in lrm_tf.training.keras_compat needs "
+            "the Keras range pinned in pyproject.toml"
+        )
 
     def local_replica(value):
         if isinstance(value, tf.distribute.DistributedValues):

@@ -34,8 +34,7 @@ class WarmupPiecewise(keras.optimizers.schedules.LearningRateSchedule):
         return lr
 
     def get_config(self):
-        return {"boundaries": self.boundaries, "values": self.values,
-                "warmup_steps": self.warmup_steps}
+        return {"boundaries": self.boundaries, "values": self.values, "warmup_steps": self.warmup_steps}
 
 
 def make_schedule(values, boundaries=(), warmup=0, unit="epochs", steps_per_epoch=1):
@@ -57,5 +56,4 @@ def make_schedule(values, boundaries=(), warmup=0, unit="epochs", steps_per_epoc
     if unit not in ("epochs", "steps"):
         raise ValueError(f"schedule unit must be 'epochs' or 'steps', got {unit!r}")
     scale = steps_per_epoch if unit == "epochs" else 1
-    return WarmupPiecewise([round(b * scale) for b in boundaries], list(values),
-                           round(warmup * scale))
+    return WarmupPiecewise([round(b * scale) for b in boundaries], list(values), round(warmup * scale))

@@ -11,7 +11,7 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -19,11 +19,11 @@ import tensorflow as tf
 
 from lrm_tf import data as data_lib
 from lrm_tf import models
-from lrm_tf.training import distribute, keras_compat
 from lrm_tf.config import Objective, Threat, TrainConfig
 from lrm_tf.objectives.compose import compute_objective
 from lrm_tf.objectives.terms import term_names
 from lrm_tf.report.rundir import RunDir, write_json_atomic
+from lrm_tf.training import distribute, keras_compat
 from lrm_tf.training.schedules import make_schedule
 
 
@@ -46,9 +46,16 @@ class RobustTrainer(keras.Model):
       ValueError: adv_train without a threat.
     """
 
-    def __init__(self, net: keras.Model, objective: Objective, num_classes: int,
-                 weight_decay: float = 0.0, seed: int = 0, threat: Optional[Threat] = None,
-                 **kwargs):
+    def __init__(
+        self,
+        net: keras.Model,
+        objective: Objective,
+        num_classes: int,
+        weight_decay: float = 0.0,
+        seed: int = 0,
+        threat: Threat | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if objective.adversarial and threat is None:
             raise ValueError(f"adv_train={objective.adv_train} needs the training attack's threat")
@@ -58,8 +65,9 @@ class RobustTrainer(keras.Model):
         self.num_classes = num_classes
         self.weight_decay = weight_decay
         self.seed = seed
-        self.term_trackers = {name: keras.metrics.Mean(name=name)
-                              for name in ["loss", *term_names(objective, weight_decay > 0)]}
+        self.term_trackers = {
+            name: keras.metrics.Mean(name=name) for name in ["loss", *term_names(objective, weight_decay > 0)]
+        }
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.multi_worker = False  # set by build_trainer under MultiWorkerMirroredStrategy
 
@@ -72,15 +80,15 @@ class RobustTrainer(keras.Model):
 
     def _step_seed(self):
         # Stateless randomness keyed on (seed, step): resumed and distributed runs draw the same.
-        return tf.stack([tf.constant(self.seed, tf.int64),
-                         tf.cast(self.optimizer.iterations, tf.int64)])
+        return tf.stack([tf.constant(self.seed, tf.int64), tf.cast(self.optimizer.iterations, tf.int64)])
 
     def train_step(self, data):
         x, y = data
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            out = compute_objective(self.objective, self.net, x, y, self.num_classes,
-                                    self._step_seed(), self.threat)
+            out = compute_objective(
+                self.objective, self.net, x, y, self.num_classes, self._step_seed(), self.threat
+            )
             terms = dict(out.terms)
             total = out.total
             if self.weight_decay:
@@ -138,8 +146,12 @@ class _MetricsCsv(keras.callbacks.Callback):
         self._t0 = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch + 1, "step": int(self.model.optimizer.iterations.numpy()),
-               "seconds": round(time.time() - self._t0, 2), **(logs or {})}
+        row = {
+            "epoch": epoch + 1,
+            "step": int(self.model.optimizer.iterations.numpy()),
+            "seconds": round(time.time() - self._t0, 2),
+            **(logs or {}),
+        }
         new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
         if new:
             self.columns = list(row)
@@ -163,21 +175,20 @@ class _Checkpoints(keras.callbacks.Callback):
     resumed mid-epoch logs the same epoch means) and stops on a non-finite loss before that
     step could be saved, so the last checkpoint on disk is always a good one."""
 
-    def __init__(self, manager, every_steps: int = 0, resume_metrics: Optional[dict] = None):
+    def __init__(self, manager, every_steps: int = 0, resume_metrics: dict | None = None):
         super().__init__()
         self.manager, self.every = manager, every_steps
         self.resume_metrics = resume_metrics
 
     def save(self):
         step = int(self.model.optimizer.iterations.numpy())
-        state = {m.name: [np.asarray(v.numpy()).tolist() for v in m.variables]
-                 for m in self.model.metrics}
+        state = {m.name: [np.asarray(v.numpy()).tolist() for v in m.variables] for m in self.model.metrics}
         # Written before the checkpoint, so any checkpoint on disk has its metric state.
         write_json_atomic(os.path.join(self.manager.directory, f"ckpt-{step}.metrics.json"), state)
         self.manager.save(checkpoint_number=step)
         kept = {os.path.basename(p) for p in self.manager.checkpoints}
         for name in os.listdir(self.manager.directory):
-            stem = name[:-len(".metrics.json")]
+            stem = name[: -len(".metrics.json")]
             if name.endswith(".metrics.json") and stem not in kept and stem != f"ckpt-{step}":
                 os.remove(os.path.join(self.manager.directory, name))
 
@@ -192,12 +203,12 @@ class _Checkpoints(keras.callbacks.Callback):
         step = int(self.model.optimizer.iterations.numpy())
         loss = float((logs or {}).get("loss", 0.0))
         if not math.isfinite(loss):
-            terms = ", ".join(f"{k}={float(v):.4g}" for k, v in sorted((logs or {}).items())
-                              if k != "loss")
+            terms = ", ".join(f"{k}={float(v):.4g}" for k, v in sorted((logs or {}).items()) if k != "loss")
             raise DivergenceError(
                 f"training diverged at step {step}: the loss became {loss}; epoch means of the "
                 f"active terms: {terms}. Likely cause: a coefficient or learning rate too large "
-                f"for this model. Last good checkpoint: {self.manager.latest_checkpoint or 'none'}")
+                f"for this model. Last good checkpoint: {self.manager.latest_checkpoint or 'none'}"
+            )
         if self.every and step % self.every == 0:
             self.save()
 
@@ -227,8 +238,14 @@ def steps_plan(num_train: int, cfg: TrainConfig):
     return steps_per_epoch, total
 
 
-def build_trainer(net: keras.Model, objective: Objective, num_classes: int, cfg: TrainConfig,
-                  steps_per_epoch: int, threat: Optional[Threat] = None) -> RobustTrainer:
+def build_trainer(
+    net: keras.Model,
+    objective: Objective,
+    num_classes: int,
+    cfg: TrainConfig,
+    steps_per_epoch: int,
+    threat: Threat | None = None,
+) -> RobustTrainer:
     """A compiled RobustTrainer: SGD with momentum (or Adam) on the configured schedule.
 
     Call inside `strategy.scope()`; under MultiWorkerMirroredStrategy it applies the Keras
@@ -246,10 +263,12 @@ def build_trainer(net: keras.Model, objective: Objective, num_classes: int, cfg:
     Returns:
       RobustTrainer with its optimizer built (so a checkpoint restores into it).
     """
-    trainer = RobustTrainer(net, objective, num_classes, weight_decay=cfg.weight_decay, seed=cfg.seed,
-                            threat=threat)
-    schedule = make_schedule(cfg.lr_values, cfg.lr_boundaries, cfg.lr_warmup, cfg.schedule_unit,
-                             steps_per_epoch)
+    trainer = RobustTrainer(
+        net, objective, num_classes, weight_decay=cfg.weight_decay, seed=cfg.seed, threat=threat
+    )
+    schedule = make_schedule(
+        cfg.lr_values, cfg.lr_boundaries, cfg.lr_warmup, cfg.schedule_unit, steps_per_epoch
+    )
     if cfg.optimizer == "adam":
         optimizer = keras.optimizers.Adam(learning_rate=schedule)
     else:
@@ -267,10 +286,16 @@ def build_trainer(net: keras.Model, objective: Objective, num_classes: int, cfg:
     return trainer
 
 
-def train(net_fn: Callable[[], keras.Model], objective: Objective, arrays: data_lib.Arrays,
-          run: RunDir, cfg: TrainConfig, threat: Optional[Threat] = None,
-          strategy: Optional[tf.distribute.Strategy] = None,
-          log: Callable[[str], None] = print) -> keras.Model:
+def train(
+    net_fn: Callable[[], keras.Model],
+    objective: Objective,
+    arrays: data_lib.Arrays,
+    run: RunDir,
+    cfg: TrainConfig,
+    threat: Threat | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+    log: Callable[[str], None] = print,
+) -> keras.Model:
     """Trains (or resumes training of) the model in `run` and returns the trained `net`.
 
     Checkpoints hold the weights and optimizer state; the optimizer's step counter says where
@@ -301,13 +326,15 @@ def train(net_fn: Callable[[], keras.Model], objective: Objective, arrays: data_
     steps_per_epoch, total_steps = steps_plan(num_train, cfg)
     with strategy.scope():
         net = net_fn()
-        trainer = build_trainer(net, objective, arrays.info.num_classes, cfg, steps_per_epoch,
-                                threat)
+        trainer = build_trainer(net, objective, arrays.info.num_classes, cfg, steps_per_epoch, threat)
         ckpt = tf.train.Checkpoint(net=net, optimizer=trainer.optimizer)
     # Multi-worker: only the chief writes the run directory; every worker must still save (a
     # save may run collectives), so the others write checkpoints and logs to a scratch folder.
-    scratch = None if distribute.is_chief(strategy) else tempfile.mkdtemp(
-        prefix="lrm_tf_worker{}_".format(distribute.task(strategy)[1]))
+    scratch = (
+        None
+        if distribute.is_chief(strategy)
+        else tempfile.mkdtemp(prefix=f"lrm_tf_worker{distribute.task(strategy)[1]}_")
+    )
     out = RunDir(scratch) if scratch else run
     try:
         return _fit(net, trainer, ckpt, arrays, run, out, cfg, steps_per_epoch, total_steps, log)
@@ -336,18 +363,21 @@ def _fit(net, trainer, ckpt, arrays, run, out, cfg, steps_per_epoch, total_steps
         _MetricsCsv(out.metrics_csv),
         keras.callbacks.TensorBoard(out.tensorboard, update_freq="epoch", write_graph=False),
     ]
-    checkpoints = _Checkpoints(manager, cfg.checkpoint_every_steps,
-                               resume_metrics if start % steps_per_epoch else None)
+    checkpoints = _Checkpoints(
+        manager, cfg.checkpoint_every_steps, resume_metrics if start % steps_per_epoch else None
+    )
     callbacks += [checkpoints, _OneEpochPerFit()]
     n_epochs = math.ceil(total_steps / steps_per_epoch)
     for epoch in range(start // steps_per_epoch, n_epochs):
         done_in_epoch = start - epoch * steps_per_epoch if epoch == start // steps_per_epoch else 0
         steps = min(steps_per_epoch, total_steps - epoch * steps_per_epoch) - done_in_epoch
-        ds = data_lib.train_dataset(arrays, cfg.batch_size, seed=cfg.seed, epoch=epoch,
-                                    limit=cfg.train_limit or None)
+        ds = data_lib.train_dataset(
+            arrays, cfg.batch_size, seed=cfg.seed, epoch=epoch, limit=cfg.train_limit or None
+        )
         ds = ds.skip(done_in_epoch).take(steps)
-        trainer.fit(ds, epochs=n_epochs, initial_epoch=epoch, callbacks=callbacks, shuffle=False,
-                    verbose=verbose)
+        trainer.fit(
+            ds, epochs=n_epochs, initial_epoch=epoch, callbacks=callbacks, shuffle=False, verbose=verbose
+        )
         if _latest_step(manager) != int(trainer.optimizer.iterations.numpy()):
             checkpoints.save()
     return net

@@ -23,14 +23,19 @@ CASES = {
     # ALP (Kannan et al.): M-PGD + lambda * pairing, random-start PGD.
     "alp": Objective(adv_train="pgd3_xent", adv_alpha=0.5, alp_weight=0.5),
     # LRM: label smoothing + VH-mixup + decoupled pairing, adversarial examples only.
-    "lrm": Objective(adv_train="pgd3_xent", adv_alpha=0.0, label_smoothing=0.1,
-                     mixup="vh_mixup", pairing_beta=1e-3, pairing_ratio=0.125),
+    "lrm": Objective(
+        adv_train="pgd3_xent",
+        adv_alpha=0.0,
+        label_smoothing=0.1,
+        mixup="vh_mixup",
+        pairing_beta=1e-3,
+        pairing_ratio=0.125,
+    ),
     "clean": Objective(),
     # Madry et al.: adversarial examples only.
     "madry": Objective(adv_train="pgd3_xent", adv_alpha=0.0),
     "squeeze_batch": Objective(logit_squeeze=0.5),
-    "squeeze_example": Objective(adv_train="pgd3_xent", logit_squeeze=0.5,
-                                 logit_squeeze_form="example"),
+    "squeeze_example": Objective(adv_train="pgd3_xent", logit_squeeze=0.5, logit_squeeze_form="example"),
     "similarity": Objective(logit_similarity=2.0),
     # Clean logit pairing pairs i with i + m/2 of the global batch.
     "clean_pairing": Objective(clean_pairing=0.7, label_smoothing=0.1, pairing_distance="l2"),
@@ -40,11 +45,11 @@ CASES = {
 
 def one_step(strategy, objective, x, y):
     with strategy.scope():
-        net = models.build_model("resnet8", (32, 32, 3), 10, seed=0,
-                                 synchronized_bn=strategy.num_replicas_in_sync > 1)
+        net = models.build_model(
+            "resnet8", (32, 32, 3), 10, seed=0, synchronized_bn=strategy.num_replicas_in_sync > 1
+        )
         cfg = training.TrainConfig(batch_size=8, lr_values=(0.1,), lr_boundaries=(), seed=5)
-        trainer = training.build_trainer(net, objective, 10, cfg, steps_per_epoch=1,
-                                         threat=THREAT)
+        trainer = training.build_trainer(net, objective, 10, cfg, steps_per_epoch=1, threat=THREAT)
     before = [w.numpy() for w in net.trainable_weights]
     trainer.fit(tf.data.Dataset.from_tensors((x, y)), epochs=1, verbose=0, shuffle=False)
     moved = max(float(np.abs(b - w.numpy()).max()) for b, w in zip(before, net.trainable_weights))

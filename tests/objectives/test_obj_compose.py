@@ -130,11 +130,9 @@ def test_registered_term_is_logged_and_trained():
             throwaway = tf.reduce_mean(tf.square(z))
             total = ce + 0.25 * throwaway
         grads = tape.gradient(total, net.trainable_weights)
-        cfg = training.TrainConfig(batch_size=8, lr_values=(0.1,), lr_boundaries=(),
-                                   weight_decay=0.0)
+        cfg = training.TrainConfig(batch_size=8, lr_values=(0.1,), lr_boundaries=(), weight_decay=0.0)
         trainer = training.build_trainer(net, Objective(), 3, cfg, steps_per_epoch=1)
-        hist = trainer.fit(tf.data.Dataset.from_tensors((x, y)), epochs=1, verbose=0,
-                           shuffle=False)
+        hist = trainer.fit(tf.data.Dataset.from_tensors((x, y)), epochs=1, verbose=0, shuffle=False)
         logs = {k: v[-1] for k, v in hist.history.items()}
     finally:
         terms.unregister("throwaway")

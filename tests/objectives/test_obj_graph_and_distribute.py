@@ -100,8 +100,9 @@ def mirrored_differences():
     # halves of a batch round differently (5.5e-5 after these steps for ALP); the replica
     # arithmetic under test is exact to 1.2e-7 with the plain kernels.
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
-    out = subprocess.run([sys.executable, script, *CASES], capture_output=True, text=True,
-                         env=env, timeout=1200)
+    out = subprocess.run(
+        [sys.executable, script, *CASES], capture_output=True, text=True, env=env, timeout=1200
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     lines = [line.split() for line in out.stdout.strip().splitlines()]
     return {name: float(diff) for name, diff in lines}

@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lrm_tf.objectives import smooth_labels_lrm
-from lrm_tf.objectives import smooth_labels_shafahi
-from lrm_tf.objectives import soft_cross_entropy
+from lrm_tf.objectives import smooth_labels_lrm, smooth_labels_shafahi, soft_cross_entropy
 
 
 def test_lrm_form_hand_values():
@@ -45,12 +43,8 @@ def test_forms_differ_when_coefficients_are_equal():
 
 def test_smoothed_rows_sum_to_one():
     labels = tf.one_hot([3, 1, 7], 10)
-    np.testing.assert_allclose(
-        tf.reduce_sum(smooth_labels_lrm(labels, 0.1), -1).numpy(), 1.0, atol=1e-6
-    )
-    np.testing.assert_allclose(
-        tf.reduce_sum(smooth_labels_shafahi(labels, 0.9), -1).numpy(), 1.0, atol=1e-6
-    )
+    np.testing.assert_allclose(tf.reduce_sum(smooth_labels_lrm(labels, 0.1), -1).numpy(), 1.0, atol=1e-6)
+    np.testing.assert_allclose(tf.reduce_sum(smooth_labels_shafahi(labels, 0.9), -1).numpy(), 1.0, atol=1e-6)
 
 
 def test_lrm_upper_bound_is_uniform_and_beyond_is_rejected():
@@ -81,8 +75,8 @@ def test_soft_cross_entropy_matches_keras_label_smoothing():
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(5, 7)).astype(np.float32)
     labels = tf.one_hot(rng.integers(0, 7, size=5), 7)
-    keras_loss = keras.losses.CategoricalCrossentropy(
-        from_logits=True, label_smoothing=0.3, reduction=None
-    )(labels, logits)
+    keras_loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.3, reduction=None)(
+        labels, logits
+    )
     ours = soft_cross_entropy(smooth_labels_shafahi(labels, 0.3), logits)
     np.testing.assert_allclose(ours.numpy(), np.asarray(keras_loss), rtol=1e-5)

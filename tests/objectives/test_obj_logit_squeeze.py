@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from lrm_tf.objectives import logit_squeeze_batch, logit_squeeze_example
 from lrm_tf.objectives.logit_similarity import logit_similarity
-from lrm_tf.objectives import logit_squeeze_batch
-from lrm_tf.objectives import logit_squeeze_example
 
 # Rows chosen with integer norms: ||(3, 4, 0)|| = 5 and ||(1, 2, 2)|| = 3.
 LOGITS = tf.constant([[3.0, 4.0, 0.0], [1.0, 2.0, 2.0]])
@@ -21,9 +20,7 @@ def test_example_squeeze_is_mean_row_norm():
 
 def test_batch_squeeze_frobenius():
     # ||Z||_F = sqrt(25 + 9) = sqrt(34); the poster scale divides by |b| = 2.
-    assert logit_squeeze_batch(LOGITS, per_example_scale=False).numpy() == pytest.approx(
-        math.sqrt(34.0)
-    )
+    assert logit_squeeze_batch(LOGITS, per_example_scale=False).numpy() == pytest.approx(math.sqrt(34.0))
     assert logit_squeeze_batch(LOGITS).numpy() == pytest.approx(math.sqrt(34.0) / 2.0)
 
 
@@ -43,9 +40,7 @@ def test_logit_similarity_gamma_one():
 
 
 def test_logit_similarity_gamma_zero_is_scaled_batch_squeeze():
-    assert logit_similarity(LOGITS, 0.0).numpy() == pytest.approx(
-        logit_squeeze_batch(LOGITS).numpy()
-    )
+    assert logit_similarity(LOGITS, 0.0).numpy() == pytest.approx(logit_squeeze_batch(LOGITS).numpy())
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lrm_tf.objectives.mixup import mixup
 from lrm_tf.objectives import vh_mixup
+from lrm_tf.objectives.mixup import mixup
 
 SEED = tf.constant([7, 11], tf.int32)
 MIXERS = [mixup, vh_mixup]
@@ -38,9 +38,7 @@ def test_mean_pixel_equals_weight_of_the_ones_class(mixer, per_example):
 def _indexed_batch(batch):
     """Example i: constant image of value i, one-hot label of class i."""
     images = tf.constant(
-        np.broadcast_to(
-            np.arange(batch, dtype=np.float32)[:, None, None, None], (batch, 4, 4, 1)
-        ).copy()
+        np.broadcast_to(np.arange(batch, dtype=np.float32)[:, None, None, None], (batch, 4, 4, 1)).copy()
     )
     return images, tf.one_hot(np.arange(batch), batch)
 
@@ -55,9 +53,7 @@ def test_pixels_are_the_label_weighted_mix_of_the_two_sources(mixer, per_example
     assert np.all((y > 0).sum(-1) <= 2)
     np.testing.assert_allclose(y.sum(-1), 1.0, atol=1e-6)
     # Mean pixel = sum_k weight_k * k, because source image k has value k.
-    np.testing.assert_allclose(
-        mixed_x.numpy().mean(axis=(1, 2, 3)), y @ np.arange(12), rtol=1e-5, atol=1e-5
-    )
+    np.testing.assert_allclose(mixed_x.numpy().mean(axis=(1, 2, 3)), y @ np.arange(12), rtol=1e-5, atol=1e-5)
 
 
 def _own_weights_of_mixed_examples(mixed_y):
@@ -75,9 +71,7 @@ def test_mixup_one_lambda_per_batch_by_default():
     np.testing.assert_allclose(own, own[0], atol=1e-6)
     # Zhang et al.'s mixup has no spatial structure: every pixel is the same mix.
     mixed_x, _ = mixup(images, labels, 1.0, SEED)
-    np.testing.assert_allclose(
-        mixed_x.numpy(), mixed_x.numpy()[:, :1, :1, :] * np.ones((1, 4, 4, 1))
-    )
+    np.testing.assert_allclose(mixed_x.numpy(), mixed_x.numpy()[:, :1, :1, :] * np.ones((1, 4, 4, 1)))
 
 
 def test_mixup_per_example_draws_several_lambdas():

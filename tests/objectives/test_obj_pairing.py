@@ -1,4 +1,5 @@
-"""Clean / adversarial logit pairing (Kannan et al. 2018) and LRM's decoupled pairing (Summers & Dinneen 2019)."""
+"""Clean / adversarial logit pairing (Kannan et al. 2018) and LRM's decoupled pairing
+(Summers & Dinneen 2019)."""
 
 import math
 
@@ -6,14 +7,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lrm_tf.objectives import adversarial_logit_pairing
-from lrm_tf.objectives import clean_logit_pairing
-from lrm_tf.objectives import cross_entropy_of_softmaxes
-from lrm_tf.objectives import decoupled_pairing
-from lrm_tf.objectives import decoupled_pairing_coefficient
-from lrm_tf.objectives import logit_norm_penalty
-from lrm_tf.objectives import soft_cross_entropy
-from lrm_tf.objectives import softmax_cross_entropy_between
+from lrm_tf.objectives import (
+    adversarial_logit_pairing,
+    clean_logit_pairing,
+    cross_entropy_of_softmaxes,
+    decoupled_pairing,
+    decoupled_pairing_coefficient,
+    logit_norm_penalty,
+    soft_cross_entropy,
+    softmax_cross_entropy_between,
+)
 
 
 def _np_softmax(logits):
@@ -70,9 +73,7 @@ def test_adversarial_logit_pairing_hand_values(squared, mean_over_classes, expec
     clean = tf.constant([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
     adv = tf.constant([[1.0, 0.0, 3.0], [1.0, 1.0, 1.0]])
     # Differences: (0, 2, 0) -> squared norm 4; (-1, -1, -1) -> 3.
-    value = adversarial_logit_pairing(
-        clean, adv, squared=squared, mean_over_classes=mean_over_classes
-    )
+    value = adversarial_logit_pairing(clean, adv, squared=squared, mean_over_classes=mean_over_classes)
     assert value.numpy() == pytest.approx(expected)
 
 
@@ -95,16 +96,12 @@ H_ADV_TO_CLEAN = -(0.2 * math.log(0.25) + 0.4 * math.log(0.25) + 0.4 * math.log(
 
 
 def test_cross_entropy_of_softmaxes_hand_values():
-    both = cross_entropy_of_softmaxes(
-        tf.concat([H_CLEAN, H_ADV], 0), tf.concat([H_ADV, H_CLEAN], 0)
-    )
+    both = cross_entropy_of_softmaxes(tf.concat([H_CLEAN, H_ADV], 0), tf.concat([H_ADV, H_CLEAN], 0))
     np.testing.assert_allclose(both.numpy(), [H_CLEAN_TO_ADV, H_ADV_TO_CLEAN], rtol=1e-6)
 
 
 def test_softmax_cross_entropy_between_directions():
-    assert softmax_cross_entropy_between(H_CLEAN, H_ADV).numpy() == pytest.approx(
-        H_CLEAN_TO_ADV, rel=1e-6
-    )
+    assert softmax_cross_entropy_between(H_CLEAN, H_ADV).numpy() == pytest.approx(H_CLEAN_TO_ADV, rel=1e-6)
     assert softmax_cross_entropy_between(H_CLEAN, H_ADV, direction="adv_to_clean").numpy() == (
         pytest.approx(H_ADV_TO_CLEAN, rel=1e-6)
     )
@@ -186,6 +183,4 @@ def test_decoupled_coefficient_carries_no_gradient():
         coef * (_np_softmax(ADV.numpy()) - _np_softmax(CLEAN.numpy())) / batch
         + 1e-3 * 2.0 * ADV.numpy() / batch
     )
-    np.testing.assert_allclose(
-        tape.gradient(parts["total"], adv).numpy(), expected, rtol=1e-5, atol=1e-7
-    )
+    np.testing.assert_allclose(tape.gradient(parts["total"], adv).numpy(), expected, rtol=1e-5, atol=1e-7)
