@@ -3,7 +3,8 @@
 Serving signature `serving_default`: input `images`, float32 [batch, H, W, C] in [0, 1];
 output `logits`, float32 [batch, classes]. Batch norm runs in inference mode. Loading needs
 only TensorFlow: `tf.saved_model.load(path).signatures['serving_default'](images=x)['logits']`,
-or call the loaded object directly: `tf.saved_model.load(path)(x)` (differentiable, for attacks).
+or call the loaded object directly: `tf.saved_model.load(path)(x)` (differentiable, for attacks;
+it also takes `training=`, ignored, so tools written for Keras models use it as it is).
 """
 
 from __future__ import annotations
@@ -18,26 +19,61 @@ from lrm_tf.report.rundir import is_run_dir, is_saved_model
 
 
 class _Serving(tf.Module):
+    """What the SavedModel holds: `__call__(images, training=False)` and the signature.
+
+    `training` is accepted so that callers written for Keras models (ART's
+    `TensorFlowV2Classifier` calls `model(x, training=False)`) use the SavedModel unchanged;
+    it is ignored: the exported model always runs batch norm in inference mode.
+    """
+
     def __init__(self, net: keras.Model, input_shape):
         super().__init__()
         self.net = net
         self.input_shape = list(input_shape)
-        spec = tf.TensorSpec([None, *input_shape], tf.float32, name="images")
-        self.__call__ = tf.function(self._logits, input_signature=[spec])
-        self.serve = tf.function(self._serve, input_signature=[spec])
+        # Any shape binds: a wrong one then reaches the readable check below, which a declared
+        # shape would either pre-empt with TensorFlow's binding error (the callable) or defeat
+        # by constant-folding the rank (the signature). The expected shape is in the message.
+        images = tf.TensorSpec(None, tf.float32, name="images")
+        training = tf.TensorSpec([], tf.bool, name="training")
+        self.__call__ = tf.function(self._call, input_signature=[images, training])
+        self.serve = tf.function(self._serve, input_signature=[images])
+
+    def _call(self, images, training=False):
+        del training  # always inference mode (see the class docstring)
+        return self._logits(images)
 
     def _logits(self, images):
-        # Signature calls skip the TensorSpec shape check, so check here with a readable message.
+        # One readable message for every wrong shape, a wrong rank included.
+        rank = len(self.input_shape) + 1
         expected = tf.constant(self.input_shape, tf.int32)
-        tf.debugging.assert_equal(
-            tf.shape(images)[1:],
-            expected,
-            message=f"images must be float32 [batch, {', '.join(map(str, self.input_shape))}] in [0, 1]",
-        )
+        padded = tf.concat([tf.shape(images), tf.fill([rank], -1)], axis=0)[1:rank]
+        ok = tf.logical_and(tf.equal(tf.rank(images), rank), tf.reduce_all(tf.equal(padded, expected)))
+        message = f"images must be float32 [batch, {', '.join(map(str, self.input_shape))}] in [0, 1]"
+        images = _checked(images, ok, [message, "got shape", tf.shape(images)])
+        # Static shape for the model. Not tf.ensure_shape: its shape function would fail while
+        # the graph is specialised to the input, before the check above could speak.
+        images = tf.reshape(images, [-1, *self.input_shape])
+        # The input contract of lrm_tf.inputs, in the graph: 0-255 floats are refused, not served.
+        in_range = tf.logical_and(tf.reduce_all(images >= 0.0), tf.reduce_all(images <= 1.0))
+        images = _checked(images, in_range, ["images must be float32 in [0, 1] (0-255: divide by 255)"])
         return self.net(images, training=False)
 
     def _serve(self, images):
         return {"logits": self._logits(images)}
+
+
+def _checked(images, ok, message):
+    """`images`, after an in-graph check that fails with `message` when `ok` is false.
+
+    A branch, not a control dependency: in a tf.function nothing orders a control-dependent
+    Assert before the ops that consume `images`, so the model could fail first with its own
+    error."""
+
+    def fail():
+        tf.debugging.Assert(False, message)
+        return tf.identity(images)
+
+    return tf.cond(ok, lambda: tf.identity(images), fail)
 
 
 def export_saved_model(net: keras.Model, path: str):

@@ -2,7 +2,7 @@
 
 Every model takes float32 images in [0, 1] of shape (H, W, C) and returns logits; pixel
 normalisation is the model's first layer, so attacks and exported SavedModels all work in
-that one range. Only built-in layers and the two registered layers below are used, so
+that one range. Only built-in layers and the two registered layers of `lrm_tf.layers` are used, so
 `model.keras` loads with Keras' safe mode.
 """
 
@@ -15,6 +15,8 @@ import random
 import keras
 import tensorflow as tf
 from keras import layers
+
+from lrm_tf.layers import PerImageStandardization, ZeroPadChannels
 
 # Madry's TF1 models used tf.contrib batch_norm: decay 0.9, epsilon 1e-3 (its default).
 _BN = dict(momentum=0.9, epsilon=1e-3)
@@ -61,29 +63,6 @@ class _Layers:
             kernel_initializer=init,
             name=name,
         )
-
-
-@keras.saving.register_keras_serializable(package="lrm_tf")
-class PerImageStandardization(layers.Layer):
-    """tf.image.per_image_standardization, the input normalisation of Madry's CIFAR model."""
-
-    def call(self, x):
-        return tf.image.per_image_standardization(x)
-
-
-@keras.saving.register_keras_serializable(package="lrm_tf")
-class ZeroPadChannels(layers.Layer):
-    """Pads channels with zeros on both sides: the parameter-free shortcut of Madry's ResNet."""
-
-    def __init__(self, pad: int, **kwargs):
-        super().__init__(**kwargs)
-        self.pad = pad
-
-    def call(self, x):
-        return tf.pad(x, [[0, 0], [0, 0], [0, 0], [self.pad, self.pad]])
-
-    def get_config(self):
-        return {**super().get_config(), "pad": self.pad}
 
 
 def mnist_cnn(

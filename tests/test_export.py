@@ -61,3 +61,48 @@ def test_signature_rejects_wrong_shape_and_dtype(trained):
         sig(images=tf.zeros([2, 28, 28, 1]))
     with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError)):
         sig(images=tf.zeros([2, 32, 32, 3], tf.uint8))
+
+
+@pytest.mark.parametrize("shape", [[2, 32, 32], [2, 28, 28, 1], [2, 32, 32, 3, 1], [32, 32, 3]])
+def test_every_wrong_shape_gets_the_readable_message(trained, shape):
+    """A wrong rank too, through the signature and through the callable."""
+    _, run, _ = trained
+    loaded = tf.saved_model.load(run.saved_model)
+    expected = r"images must be float32 \[batch, 32, 32, 3\]"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=expected):
+        loaded.signatures["serving_default"](images=tf.zeros(shape))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=expected):
+        loaded(tf.zeros(shape))
+
+
+def test_saved_model_takes_training_like_a_keras_model(trained):
+    """ART's TensorFlowV2Classifier calls model(x, training=False): the SavedModel accepts it."""
+    net, run, a = trained
+    loaded = tf.saved_model.load(run.saved_model)
+    x = a.x_test[:4].astype("float32") / 255.0
+    expected = net(x, training=False).numpy()
+    for kwargs in ({}, {"training": False}, {"training": True}):  # always inference mode
+        np.testing.assert_allclose(loaded(x, **kwargs).numpy(), expected, atol=1e-5)
+
+
+def test_import_lrm_tf_suffices_to_load_every_model_keras_file(tmp_path):
+    """The ResNets hold lrm_tf's two custom layers; `import lrm_tf` registers them whether
+    Keras is imported before or after it (or by TensorFlow)."""
+    for name in ("resnet8", "mnist_cnn"):
+        models.build_model(name, (8, 8, 1), 10, seed=0).save(tmp_path / f"{name}.keras")
+    for first in (
+        "import lrm_tf; import keras",
+        "import keras; import lrm_tf",
+        "import lrm_tf; import tensorflow; import keras",
+    ):
+        script = f"{first}\n" + textwrap.dedent(f"""
+            import sys
+            for name in ("resnet8", "mnist_cnn"):
+                keras.saving.load_model({str(tmp_path)!r} + f"/{{name}}.keras", safe_mode=True)
+            assert "lrm_tf.models" not in sys.modules  # only the layers were needed
+        """)
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        proc = subprocess.run(
+            [sys.executable, "-c", script], cwd=str(tmp_path), env=env, capture_output=True, text=True
+        )
+        assert proc.returncode == 0, f"{first}: {proc.stderr[-1500:]}"

@@ -22,6 +22,7 @@ import tensorflow as tf
 from lrm_tf import attacks
 from lrm_tf.attacks import AttackSpec
 from lrm_tf.config import SpsaOptions, Threat
+from lrm_tf.inputs import check_images
 from lrm_tf.report.rundir import RunDir
 from lrm_tf.report.writer import write_report
 
@@ -38,6 +39,7 @@ def _attack_setup(model, attack, threat: Threat, images, labels, spsa=None):
     family evaluates (SPSA: the first `spsa.spsa_examples`, since each costs samples x
     iterations forward passes)."""
     spec = attack_spec(attack)
+    images = check_images(images, threat.clip_min, threat.clip_max, where="evaluation images")
     limit = attacks.evaluated_examples(spec, spsa)
     if limit:
         images, labels = images[:limit], labels[:limit]
@@ -126,7 +128,8 @@ def attack_accuracy(
       (accuracy in [0, 1], number of examples evaluated).
 
     Raises:
-      ValueError: a bad attack name or option.
+      ValueError: a bad attack name or option; images of another dtype than float or uint8
+        (converted from [0, 255]), or outside the threat's range (`lrm_tf.inputs`).
     """
     import keras
 
