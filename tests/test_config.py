@@ -43,6 +43,11 @@ BAD = [
     (config.DistributeConfig, {"cpu_replicas": 2}, "cpu_replicas"),
     (config.DataConfig, {"svhn_extra": True}, "svhn_extra"),
     (config.ModelConfig, {"width": 0}, "width"),
+    # The input scale: beyond the width of the input range (8 meant as 8/255).
+    (config.Objective, {"noise_sigma": 8.0}, "noise_sigma"),
+    (config.Objective, {"adv_train_eps": 8.0}, "adv_train_eps"),
+    (config.Objective, {"adv_train_eps_step": 2.0}, "adv_train_eps_step"),
+    (config.SpsaOptions, {"spsa_delta": 2.0}, "spsa_delta"),
 ]
 
 
@@ -82,3 +87,36 @@ def test_every_flag_setting_has_help_and_a_known_kind():
         for f in dataclasses.fields(cls):
             assert f.metadata["help"], f"{cls.__name__}.{f.name}: no help"
             assert f.metadata["kind"] in ("bool", "int", "float", "str", "floats", "ints", "strs")
+
+
+SCALE = [
+    # (threat, norm, field): an L-inf budget or step beyond the input range (8 meant as 8/255)
+    ({"eps": 8.0, "eps_step": 2.0}, "linf", "eps"),
+    ({**THREAT, "eps_step": 2.0}, "linf", "eps_step"),
+    ({"eps": 2.5, "eps_step": 0.1, "clip_min": -1.0, "clip_max": 1.0}, "linf", "eps"),
+]
+
+
+@pytest.mark.parametrize("kwargs,norm,field", SCALE, ids=[f for _, _, f in SCALE])
+def test_linf_budget_beyond_the_input_range_is_refused(kwargs, norm, field):
+    threat = config.Threat(**kwargs)
+    with pytest.raises(config.ConfigError) as info:
+        threat.check_norm(norm)  # build_attack and the command line run this check
+    assert info.value.field == field and "input" in str(info.value)
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_input_scale_errors_name_the_scale_and_the_meant_value():
+    with pytest.raises(config.ConfigError) as info:
+        config.Threat(eps=8, eps_step=2).check_norm("linf")
+    assert str(info.value) == (
+        "eps=8: must be at most 1: values are in the [0, 1] input scale; did you mean 8/255 = 0.03137?"
+    )
+    assert info.value.render("--").startswith("--eps=8: ")
+    # L2 budgets are norms over all pixels (1.5 on CIFAR-10, Shafahi et al.'s poster).
+    config.Threat(eps=1.5, eps_step=0.1875).check_norm("l2")
+    assert config.Objective(adv_train="pgd7_l2_xent", adv_train_eps=1.5).adv_train_eps == 1.5
+    # The whole range is the limit, whatever the range: [-1, 1] allows eps up to 2.
+    config.Threat(eps=1.5, eps_step=0.5, clip_min=-1.0, clip_max=1.0).check_norm("linf")
+    config.Threat(eps=1.0, eps_step=1.0).check_norm("linf")
+    assert config.Objective(noise_sigma=0.0).noise_sigma == 0.0

@@ -66,3 +66,56 @@ def test_float16_uses_loss_scaling():
     cfg = training.TrainConfig(batch_size=8, mixed_precision="mixed_float16")
     trainer = training.build_trainer(net, Objective(), 10, cfg, steps_per_epoch=1)
     assert trainer.optimizer.__class__.__name__ == "LossScaleOptimizer"
+
+
+@pytest.fixture(scope="module")
+def quickstart_net(tmp_path_factory):
+    """The quickstart's model (flags/quickstart.cfg: mnist_cnn on digits, 15 epochs), float32."""
+    cfg = training.TrainConfig(
+        train_epochs=15,
+        batch_size=32,
+        optimizer="momentum",
+        lr_values=(0.02,),
+        lr_boundaries=(),
+        weight_decay=0.0,
+        verbose=0,
+    )
+    arrays = data.load_arrays("digits")
+    net = training.train(
+        lambda: models.build_model("mnist_cnn", (8, 8, 1), 10, seed=0),
+        Objective(),
+        arrays,
+        RunDir(str(tmp_path_factory.mktemp("quickstart"))),
+        cfg,
+        log=lambda line: None,
+    )
+    return net, data.to_float(arrays.x_test).numpy(), arrays.y_test
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_attacks_keep_the_gradients_of_confident_examples(quickstart_net, policy):
+    """Issue 12, fault 3: in float16 the quickstart model's most confident digits (float32
+    input-gradient norms 3e-8 to 1.2e-6) had all-zero gradients, so FGSM left 9 of 360 images
+    untouched (FGSM accuracy 4.2% against 1.7% in float32). The attack's loss scaling keeps
+    every gradient, and FGSM accuracy is float32's to one image of 360 (float16 rounding flips
+    the signs of a few of a gradient's smallest components)."""
+    from lrm_tf.attacks import _common
+    from lrm_tf.attacks.losses import xent_loss
+    from lrm_tf.eval import evaluation
+
+    net, x, y = quickstart_net
+    half = models.build_model("mnist_cnn", (8, 8, 1), 10, mixed_precision=policy)
+    half.set_weights(net.get_weights())
+    labels = tf.constant(y, tf.int64)
+
+    def gradient_norms(model):
+        grad = _common.loss_gradient(model, xent_loss, tf.constant(x), labels, False)
+        return tf.norm(tf.reshape(grad, [len(x), -1]), axis=1).numpy()
+
+    assert gradient_norms(net).min() < 1e-6  # the issue's kind of example is there
+    norms = gradient_norms(half)
+    assert (norms > 0).all(), f"{int((norms == 0).sum())} images with an all-zero gradient"
+    threat = Threat(eps=0.3, eps_step=0.01)
+    fgsm32, _ = evaluation.attack_accuracy(net, x, y, "fgsm_xent", threat, 360, progress=False)
+    fgsm16, _ = evaluation.attack_accuracy(half, x, y, "fgsm_xent", threat, 360, progress=False)
+    assert abs(fgsm16 - fgsm32) <= 1 / len(x) + 1e-9, (fgsm16, fgsm32)

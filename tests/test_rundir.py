@@ -1,9 +1,10 @@
 import json
 import os
+import stat
 
 import pytest
 
-from lrm_tf.report.rundir import RunDir, write_json_atomic
+from lrm_tf.report.rundir import RunDir, write_json_atomic, write_text_atomic
 
 
 def test_interrupted_write_leaves_previous_results_intact(tmp_path):
@@ -43,3 +44,31 @@ def test_crash_before_rename_keeps_old_file(tmp_path, monkeypatch):
         rundir.write_text_atomic(str(path), "new table\n" * 1000)
     assert path.read_text() == "old table\n"
     assert os.listdir(tmp_path) == ["results.md"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_result_files_follow_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        write_json_atomic(str(tmp_path / "results.json"), {"clean": 1.0})
+        write_text_atomic(str(tmp_path / "results.md"), "| a |\n")
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")  # any other file of the run
+    finally:
+        os.umask(old)
+    for name in ("results.json", "results.md"):
+        # before: 0600 (mkstemp) whatever the umask
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o666 & ~umask, name
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == stat.S_IMODE(os.stat(plain).st_mode)
+    assert sorted(os.listdir(tmp_path)) == ["plain.txt", "results.json", "results.md"]
+
+
+@pytest.mark.parametrize("path", ["gs://bucket/run", "s3://bucket/run", "hdfs://namenode/run"])
+def test_cloud_run_directory_is_refused_in_one_line(tmp_path, monkeypatch, path):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError) as info:
+        RunDir(path).create()  # before: made ./gs:/bucket/run
+    assert len(str(info.value).splitlines()) == 1 and path in str(info.value)
+    with pytest.raises(ValueError):
+        write_json_atomic(f"{path}/results.json", {})
+    assert os.listdir(tmp_path) == []

@@ -13,6 +13,13 @@
   seed per call); that costs B small kernel launches per draw, negligible next to the model.
   The Philox algorithm is named explicitly because the default 'auto_select' may pick a
   different generator on another device type.
+* Gradients that survive half precision. Under a mixed-precision policy the backward pass
+  runs in float16 (or bfloat16), where the loss gradient of a confidently classified example
+  (1e-9 and below) flushes to zero; `loss_gradient` scales each example's loss before the
+  backward pass and unscales after (loss scaling, Micikevicius et al. 2018), so every policy
+  sees float32's gradients. The scales are powers of two: in float32 they change no bit.
+* Two L2 normalisations of a step (`L2_NORMALIZATIONS`): CleverHans' (the norm floored at
+  1e-6, for faithful comparison) and the exact one (BUILD_NOTES.md, "L2 step normalisation").
 """
 
 from __future__ import annotations
@@ -26,6 +33,13 @@ from lrm_tf.attacks.losses import LossFn
 # Same constant as CleverHans' utils.py; it sits inside the sqrt there, and here.
 AVOID_ZERO_DIV = 1e-12
 RNG_ALG = "philox"
+
+# 'exact': g / ||g||; 'cleverhans': g / max(||g||, 1e-6), CleverHans' utils.optimize_linear.
+L2_NORMALIZATIONS = ("exact", "cleverhans")
+# An example whose loss-scaled gradient overflows (inf or nan in half precision) is computed
+# again with its scale times this factor (the factor LossScaleOptimizer grows by every 2000
+# steps is 2; one retry has to cover the range, so 16 binades at once).
+OVERFLOW_BACKOFF = 2.0**-16
 
 # Purpose tags, folded into the seed so that independent draws never share a stream.
 STREAM_RANDOM_START = 1
@@ -67,26 +81,86 @@ def _example_axes(t):
     return list(range(1, len(t.shape)))
 
 
-def optimize_linear(grad, eps, norm: str):
-    """CleverHans `optimize_linear`: argmax of <eta, grad> over the eps ball of `norm`."""
+def check_l2_normalization(l2_normalization: str) -> str:
+    """Returns `l2_normalization` if it is one of `L2_NORMALIZATIONS`.
+
+    Raises:
+      ValueError: any other value.
+    """
+    if l2_normalization not in L2_NORMALIZATIONS:
+        raise ValueError(
+            f"unknown l2_normalization {l2_normalization!r}; expected one of {', '.join(L2_NORMALIZATIONS)}"
+        )
+    return l2_normalization
+
+
+def l2_norm(t):
+    """The exact L2 norm of each example, [B, 1, ...] (keepdims), without underflow.
+
+    The squares of a tiny vector (entries below 1e-19 in float32) flush to zero, so the
+    entries are first divided by their largest magnitude: ||t|| = m * ||t / m||.
+
+    Args:
+      t: float [B, ...].
+
+    Returns:
+      float [B, 1, ...], 0 for an all-zero example.
+    """
+    axes = _example_axes(t)
+    peak = tf.reduce_max(tf.abs(t), axes, keepdims=True)
+    unit = tf.math.divide_no_nan(t, peak)
+    return peak * tf.sqrt(tf.reduce_sum(tf.square(unit), axes, keepdims=True))
+
+
+def optimize_linear(grad, eps, norm: str, l2_normalization: str = "exact"):
+    """CleverHans `utils.optimize_linear`: argmax of <eta, grad> over the eps ball of `norm`.
+
+    Args:
+      grad: float [B, ...], the loss gradient.
+      eps: the step size (the ball's radius).
+      norm: 'linf' (eps * sign(grad)) or 'l2' (eps * grad / ||grad||).
+      l2_normalization: 'exact': grad / ||grad|| (a zero gradient gives a zero step), so a
+        step always has size eps; 'cleverhans': grad / sqrt(max(||grad||^2, 1e-12)), op for
+        op CleverHans', whose steps shrink to eps * ||grad|| / 1e-6 when ||grad|| < 1e-6.
+
+    Returns:
+      The perturbation, float like grad.
+    """
     if norm == "linf":
         perturbation = tf.stop_gradient(tf.sign(grad))
-    else:
+    elif check_l2_normalization(l2_normalization) == "cleverhans":
         square = tf.maximum(
             AVOID_ZERO_DIV, tf.reduce_sum(tf.square(grad), _example_axes(grad), keepdims=True)
         )
         perturbation = grad / tf.sqrt(square)
+    else:
+        perturbation = tf.math.divide_no_nan(grad, l2_norm(grad))
     return tf.multiply(eps, perturbation)
 
 
-def clip_eta(eta, norm: str, eps):
-    """CleverHans `clip_eta`: clip (not normalise) the perturbation into the eps ball."""
+def clip_eta(eta, norm: str, eps, l2_normalization: str = "exact"):
+    """CleverHans `utils.clip_eta`: clip (not normalise) the perturbation into the eps ball.
+
+    Args:
+      eta: float [B, ...], the perturbation.
+      norm: 'linf' or 'l2'.
+      eps: the ball's radius.
+      l2_normalization: 'exact': eta * min(1, eps / ||eta||); 'cleverhans': the norm floored
+        at 1e-6 as CleverHans does (differs only for balls smaller than 1e-6).
+
+    Returns:
+      The clipped perturbation, float like eta.
+    """
     if norm == "linf":
         return tf.clip_by_value(eta, -eps, eps)
-    norm_value = tf.sqrt(
-        tf.maximum(AVOID_ZERO_DIV, tf.reduce_sum(tf.square(eta), _example_axes(eta), keepdims=True))
-    )
-    return eta * tf.minimum(1.0, tf.math.divide(eps, norm_value))
+    if check_l2_normalization(l2_normalization) == "cleverhans":
+        norm_value = tf.sqrt(
+            tf.maximum(AVOID_ZERO_DIV, tf.reduce_sum(tf.square(eta), _example_axes(eta), keepdims=True))
+        )
+        return eta * tf.minimum(1.0, tf.math.divide(eps, norm_value))
+    norm_value = l2_norm(eta)
+    # A zero eta stays zero whatever the factor; divide_no_nan keeps it finite.
+    return eta * tf.minimum(1.0, tf.math.divide_no_nan(tf.cast(eps, eta.dtype), norm_value))
 
 
 def clip_to_range(x, clip_min, clip_max):
@@ -98,14 +172,79 @@ def clip_to_range(x, clip_min, clip_max):
     return tf.clip_by_value(x, clip_min, clip_max)
 
 
-def loss_gradient(logits_fn: LogitsFn, loss_fn: LossFn, x, labels, targeted: bool):
-    """CleverHans `compute_gradient`: d(sum of per-example losses)/dx, negated if targeted."""
+def _power_of_two_scale(peak):
+    """2^-floor(log2(peak)) per entry, float32, so that peak * scale lies in [1, 2).
+
+    Built from the exponent bits, so it is a power of two exactly (multiplying by it, and
+    dividing by it again, loses no bit). 1 where peak is 0, inf or nan; within [2^-126, 2^126].
+    """
+    peak = tf.cast(peak, tf.float32)
+    exponent = tf.bitwise.bitwise_and(tf.bitwise.right_shift(tf.bitcast(peak, tf.int32), 23), 0xFF)
+    scale = tf.bitcast(tf.bitwise.left_shift(254 - tf.clip_by_value(exponent, 1, 253), 23), tf.float32)
+    usable = tf.logical_and(peak > 0, tf.math.is_finite(peak))
+    return tf.where(usable, scale, tf.ones_like(scale))
+
+
+def _logit_gradient(loss_fn: LossFn, logits, labels, targeted: bool):
+    """d(sum of per-example losses)/d logits, negated if targeted; computed in at least float32."""
+    logits = tf.stop_gradient(logits)
+    if logits.dtype in (tf.float16, tf.bfloat16):
+        logits = tf.cast(logits, tf.float32)
     with tf.GradientTape() as tape:
-        tape.watch(x)
-        loss = loss_fn(labels=labels, logits=logits_fn(x))
+        tape.watch(logits)
+        loss = loss_fn(labels=labels, logits=logits)
         if targeted:
             loss = -loss
-    return tape.gradient(loss, x)
+    return tape.gradient(loss, logits)
+
+
+def _scaled_backward(tape, logits, x, upstream, scale):
+    """tape's d logits/dx against `upstream * scale` (per example), divided by the scale."""
+    seed = tf.cast(upstream * broadcast_mask(tf.cast(scale, upstream.dtype), upstream), logits.dtype)
+    grad = tape.gradient(logits, x, output_gradients=seed)
+    return grad / broadcast_mask(tf.cast(scale, grad.dtype), grad)
+
+
+def loss_gradient(logits_fn: LogitsFn, loss_fn: LossFn, x, labels, targeted: bool):
+    """CleverHans `utils.compute_gradient`: d(sum of per-example losses)/dx, negated if
+    targeted, with per-example loss scaling so that half precision loses no gradient.
+
+    Loss scaling (Micikevicius et al. 2018, "Mixed precision training", sec. 3.2) applied to
+    the attack: the gradient of the loss with respect to the logits is computed in float32,
+    each example's row is multiplied by the power of two that brings its largest entry into
+    [1, 2), the model's backward pass runs on it, and the input gradient is divided by the
+    same power of two. The backward pass of a float16 model thus never sees the 1e-9-sized
+    values that flush to zero, and a float32 model gets bit for bit the unscaled gradient.
+    An example whose scaled gradient overflows (inf or nan) is computed again with its scale
+    times `OVERFLOW_BACKOFF`; the retry runs only when some example needs it.
+
+    The scale is per example, so the model must treat examples independently (logits of
+    example i depend on image i only), as any model does in inference mode (`as_logits_fn`
+    calls Keras models with training=False); the attacks' batch independence rests on it too.
+
+    Args:
+      logits_fn: images -> logits float [B, classes] (float16 logits are cast to float32
+        before the loss).
+      loss_fn: (labels, logits) -> float [B].
+      x: float [B, H, W, C]; labels: int [B]; targeted: negate the loss.
+
+    Returns:
+      float like x, [B, H, W, C].
+    """
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        logits = logits_fn(x)
+    upstream = _logit_gradient(loss_fn, logits, labels, targeted)
+    peak = tf.reduce_max(tf.abs(upstream), _example_axes(upstream))
+    scale = _power_of_two_scale(peak)
+    grad = _scaled_backward(tape, logits, x, upstream, scale)
+    finite = tf.reduce_all(tf.math.is_finite(grad), _example_axes(grad))
+
+    def retry():
+        again = _scaled_backward(tape, logits, x, upstream, scale * OVERFLOW_BACKOFF)
+        return tf.where(broadcast_mask(finite, grad), grad, again)
+
+    return tf.cond(tf.reduce_all(finite), lambda: grad, retry)
 
 
 def is_empty_batch(x) -> bool:

@@ -33,6 +33,7 @@ def fast_gradient_method(
     rand_alpha=0.0,
     seed=None,
     restarts=1,
+    l2_normalization="exact",
 ):
     """One gradient step of size eps: x + eps * sign(grad_x loss) for L-inf (Goodfellow et
     al. 2015, eq. 3), x + eps * grad / ||grad||_2 for L2; CleverHans `fast_gradient_method`
@@ -54,16 +55,20 @@ def fast_gradient_method(
         x'; the total perturbation stays within eps.
       seed: int [2] tensor for the random step.
       restarts: worst case over that many random steps (only with rand_alpha > 0).
+      l2_normalization: 'exact' (grad / ||grad||: the step has size eps) or 'cleverhans'
+        (grad / max(||grad||, 1e-6), CleverHans `utils.optimize_linear`).
 
     Returns:
       x_adv, float [B, H, W, C], no gradient.
 
     Raises:
-      ValueError: an unknown norm or loss, or y missing for a targeted attack.
+      ValueError: an unknown norm, loss or l2_normalization, or y missing for a targeted
+        attack.
     """
     logits_fn = as_logits_fn(model_fn)
     loss_fn = get_loss(loss)
     norm = _common.normalize_norm(norm)
+    _common.check_l2_normalization(l2_normalization)
     x, y = _common.prepare_inputs(logits_fn, x, y, targeted)
     if _common.is_empty_batch(x):
         return x
@@ -81,7 +86,7 @@ def fast_gradient_method(
             start = _common.clip_to_range(x + rand_alpha * direction, clip_min, clip_max)
             step_size = eps - rand_alpha
         grad = _common.loss_gradient(logits_fn, loss_fn, start, y, targeted)
-        x_adv = start + _common.optimize_linear(grad, step_size, norm)
+        x_adv = start + _common.optimize_linear(grad, step_size, norm, l2_normalization)
         return tf.stop_gradient(_common.clip_to_range(x_adv, clip_min, clip_max))
 
     return gradient_attack_restarts(
@@ -128,6 +133,7 @@ def _build(spec: AttackSpec, logits_fn, threat: Threat, options: FgsmOptions):
             rand_alpha=rand_alpha,
             seed=seed,
             restarts=threat.restarts if spec.rand_init else 1,
+            l2_normalization=threat.l2_normalization,
         )
 
     return run

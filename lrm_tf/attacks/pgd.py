@@ -78,6 +78,7 @@ def projected_gradient_descent(
     seed=None,
     restarts=1,
     attack_xla_step=False,
+    l2_normalization="exact",
 ):
     """`steps` steps of size `eps_step` inside the `norm` ball of radius `eps` (Madry et al.
     2018, eq. 2; without random start the basic iterative method of Kurakin et al. 2017).
@@ -101,16 +102,21 @@ def projected_gradient_descent(
         rand_init: every restart would be the same).
       attack_xla_step: XLA-compile one step (forward, backward, projection); the loop
         itself is never compiled (XLA over the whole while-loop was 4x slower on CPU).
+      l2_normalization: how an L2 step divides by the gradient norm: 'exact' (every step
+        has size eps_step) or 'cleverhans' (norm floored at 1e-6, as CleverHans
+        `utils.optimize_linear` and `utils.clip_eta`); see `_common.optimize_linear`.
 
     Returns:
       x_adv, float [B, H, W, C], within eps of x and in the range, no gradient.
 
     Raises:
-      ValueError: steps < 0, an unknown norm or loss, or y missing for a targeted attack.
+      ValueError: steps < 0, an unknown norm, loss or l2_normalization, or y missing for a
+        targeted attack.
     """
     logits_fn = as_logits_fn(model_fn)
     loss_fn = get_loss(loss)
     norm = _common.normalize_norm(norm)
+    _common.check_l2_normalization(l2_normalization)
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     x, y = _common.prepare_inputs(logits_fn, x, y, targeted)
@@ -122,9 +128,9 @@ def projected_gradient_descent(
 
     def step(x_adv):
         grad = _common.loss_gradient(logits_fn, loss_fn, x_adv, y, targeted)
-        x_adv = x_adv + _common.optimize_linear(grad, eps_step, norm)
+        x_adv = x_adv + _common.optimize_linear(grad, eps_step, norm, l2_normalization)
         x_adv = _common.clip_to_range(x_adv, clip_min, clip_max)
-        eta = _common.clip_eta(x_adv - x, norm, eps)
+        eta = _common.clip_eta(x_adv - x, norm, eps, l2_normalization)
         # CleverHans clips again: subtracting and re-adding eta can leave the range by an ulp.
         return _common.clip_to_range(x + eta, clip_min, clip_max)
 
@@ -142,7 +148,8 @@ def projected_gradient_descent(
             )
         else:
             eta = tf.zeros_like(x)
-        x_adv = _common.clip_to_range(x + _common.clip_eta(eta, norm, eps), clip_min, clip_max)
+        start = x + _common.clip_eta(eta, norm, eps, l2_normalization)
+        x_adv = _common.clip_to_range(start, clip_min, clip_max)
         _, x_adv = tf.while_loop(
             lambda i, _: i < steps,
             lambda i, x_adv: (i + 1, step(x_adv)),
@@ -174,6 +181,7 @@ def _build(spec: AttackSpec, logits_fn, threat: Threat, options=None):
             seed=seed,
             restarts=threat.restarts,
             attack_xla_step=threat.attack_xla_step,
+            l2_normalization=threat.l2_normalization,
         )
 
     return run

@@ -24,6 +24,7 @@ from lrm_tf.attacks.adapters import as_logits_fn
 from lrm_tf.attacks.spec import AttackFamily, AttackSpec
 from lrm_tf.attacks.targeted import select_targets
 from lrm_tf.config import Threat
+from lrm_tf.inputs import check_images
 
 
 def _build_clean(spec, logits_fn, threat, options):
@@ -263,26 +264,28 @@ def build_attack(
         family's options) gives the family's defaults.
 
     Returns:
-      attack(x, y, seed): x float [B, H, W, C] in the threat's range; y int [B] true labels,
+      attack(x, y, seed): x float [B, H, W, C] in the threat's range, or uint8 [0, 255]
+      (converted by `lrm_tf.inputs.check_images`); y int [B] true labels,
       None only when `threat.attack_true_labels` is False or for 'clean'; seed int [2]
       (None: (0, 0)). Returns x_adv, same shape and dtype as x, with no gradient. The
       callable carries the spec as `attack.spec`.
 
     Raises:
-      ValueError: a bad name, or options the family rejects for this threat.
+      ValueError: a bad name; options the family rejects for this threat; an L-inf eps or
+        step beyond the input range (`Threat.check_norm`, a ConfigError); (when called)
+        images of another dtype or, when their values are known, outside the threat's range.
       TypeError: `options` is no family's options type.
     """
     if isinstance(spec, str):
         spec = parse_attack(spec)
     family = FAMILIES[spec.family]
+    threat.check_norm(spec.norm)  # an L-inf eps beyond the input range: 8 meant as 8/255
     logits_fn = as_logits_fn(model_fn)
     run = family.build(spec, logits_fn, threat, family_options(spec, options))
     true_labels = threat.attack_true_labels
 
     def attack(x, y=None, seed=None):
-        x = tf.convert_to_tensor(x)
-        if not x.dtype.is_floating:
-            x = tf.cast(x, tf.float32)
+        x = check_images(tf.convert_to_tensor(x), threat.clip_min, threat.clip_max, where=spec.name)
         if family is CLEAN or _common.is_empty_batch(x):
             return x
         seed = _common.as_seed(seed)

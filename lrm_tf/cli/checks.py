@@ -48,6 +48,28 @@ def check_objective(objective, threat, eval_attacks, num_classes: int, dataset: 
             )
 
 
+def check_scale(settings) -> None:
+    """L-inf budgets and steps beyond the input range (8 meant as 8/255) are refused; an eps
+    beyond it is accepted only where every attack that uses it is L2 (a norm over all pixels,
+    e.g. 1.5 on CIFAR-10)."""
+    from lrm_tf import attacks
+    from lrm_tf.config import ConfigError
+
+    used = [a for a in settings.eval.eval_attacks if a != "clean"]
+    if FLAGS.mode == "analyze":
+        used.append(settings.analysis.analysis_attack)
+    l2_only = {attacks.parse_attack(a).norm for a in used} == {"l2"}
+    l2_only = l2_only and not settings.curves.curves and FLAGS.mode != "audit"
+    train_norm = (
+        attacks.parse_attack(settings.objective.adv_train).norm if settings.objective.adv_train else "none"
+    )
+    try:
+        settings.threat.check_norm("l2" if l2_only else "linf")
+        settings.train_threat.check_norm(train_norm)
+    except ConfigError as e:
+        raise UsageError(e.render("--")) from None
+
+
 def check_replicas(batch_size: int, replicas: int) -> None:
     if batch_size % replicas:
         raise UsageError(f"--batch_size={batch_size} must be divisible by the {replicas} replicas")
@@ -55,8 +77,16 @@ def check_replicas(batch_size: int, replicas: int) -> None:
 
 def check_paths() -> None:
     """Data folders, models to load and runs to compare exist."""
-    from lrm_tf.report.rundir import is_run_dir, is_saved_model
+    from lrm_tf.report.rundir import check_local_path, is_run_dir, is_saved_model
 
+    named = [("model_dir", FLAGS.model_dir), ("local_data", FLAGS.local_data)]
+    named += [("load_from", p) for p in load_paths()]
+    named += [(flag, p) for flag in ("transfer_targets", "compare_runs") for p in FLAGS[flag].value]
+    for flag, path in named:
+        try:
+            check_local_path(path, f"--{flag}")
+        except ValueError as e:
+            raise UsageError(str(e)) from None
     if FLAGS.local_data and not os.path.isdir(FLAGS.local_data):
         raise UsageError(f"--local_data={FLAGS.local_data}: no such folder")
     if FLAGS.mode == "transfer" and not FLAGS.load_from:

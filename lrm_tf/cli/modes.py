@@ -4,6 +4,7 @@ mode is one function here (its docstring's first line is its `--help` text) and 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -20,6 +21,57 @@ def _test_images(s: Settings, arrays):
 
     n = s.eval.eval_examples or len(arrays.y_test)
     return data.to_float(arrays.x_test[:n]).numpy(), arrays.y_test[:n]
+
+
+def _loaded(source: str, s: Settings):
+    """The classifier in `source`; one line (exit 2) when it does not take the dataset's
+    images or predicts another number of classes."""
+    from lrm_tf import export
+    from lrm_tf.data import dataset_info
+
+    model, info = export.load_classifier(source), dataset_info(s.data.dataset)
+    shape, classes = _model_io(model, info.image_shape)
+    flag = f"--dataset={info.name}: the model in {source}"
+    if classes == -1:
+        raise UsageError(f"{flag} does not take {info.name}'s {_dims(info.image_shape)} images")
+    if (shape is not None and shape != tuple(info.image_shape)) or classes not in (None, info.num_classes):
+        raise UsageError(
+            f"{flag} takes {_dims(shape)} images and predicts {classes} classes; "
+            f"{info.name} has {_dims(info.image_shape)} images and {info.num_classes} classes"
+        )
+    return model
+
+
+def _dims(shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def _model_io(model, image_shape) -> tuple:
+    """(input shape without the batch, classes) of a Keras model; for another model (a loaded
+    SavedModel) the classes it predicts for one blank image of `image_shape`, and shape None
+    if it refuses that image (None, None when it refuses in another way)."""
+    import tensorflow as tf
+
+    from lrm_tf.attacks import as_logits_fn
+
+    if hasattr(model, "output_shape") and hasattr(model, "input_shape"):
+        return tuple(model.input_shape[1:]), model.output_shape[-1]
+    try:
+        logits = as_logits_fn(model)(tf.zeros([1, *image_shape], tf.float32))
+    except (tf.errors.InvalidArgumentError, ValueError, TypeError):
+        return None, -1  # refuses the dataset's shape: reported as a mismatch
+    return (tuple(image_shape), int(logits.shape[-1])) if logits.shape.rank == 2 else (None, None)
+
+
+def _record(s: Settings, out_path: str, mode: str, **extra) -> None:
+    """provenance.json beside the mode's results: resolved flags, seed, versions, date."""
+    from lrm_tf.cli import flags as cli_flags
+    from lrm_tf.report import writer
+
+    record = writer.provenance(
+        cli_flags.resolved(), s.train.seed, mode=mode, threat=dataclasses.asdict(s.threat), **extra
+    )
+    writer.write_provenance(out_path, mode, record)
 
 
 def _output_dir(run):
@@ -125,24 +177,24 @@ def run_train(s: Settings, run):
         export.export_saved_model(net, run.saved_model)
         export.save_keras(net, run.keras_file)
     results = _evaluate(s, net, arrays, run, f"{s.model.model} on {s.data.dataset} ({run.path})")
+    _record(s, run.path, "train")
     run.set_state("finished", train_seconds=round(train_seconds, 1))
     return results
 
 
 def run_eval(s: Settings, run):
     """evaluate --load_from (or --model_dir) under --eval_attacks"""
-    from lrm_tf import export
-
     source, out = _output_dir(run)
-    model = export.load_classifier(source)
+    model = _loaded(source, s)
     arrays = s.load_data()
     out.create()
-    return _evaluate(s, model, arrays, out, f"evaluation of {source}")
+    results = _evaluate(s, model, arrays, out, f"evaluation of {source}")
+    _record(s, out.path, "eval", evaluated=source)
+    return results
 
 
 def run_transfer(s: Settings, run):
     """black-box transfer matrix: sources --load_from, targets --transfer_targets"""
-    from lrm_tf import export
     from lrm_tf.eval import transfer
 
     loaded = {}  # one object per path, so source == target is recognised as white-box
@@ -152,7 +204,7 @@ def run_transfer(s: Settings, run):
         names = names if len(set(names)) == len(names) else paths
         for p in paths:
             if p not in loaded:
-                loaded[p] = export.load_classifier(p)
+                loaded[p] = _loaded(p, s)
         return {name: loaded[p] for name, p in zip(names, paths)}
 
     sources = load_paths()
@@ -178,18 +230,19 @@ def run_transfer(s: Settings, run):
             run.path, matrix, "transfer" if len(attack_names) == 1 else f"transfer_{attack}"
         )
         print(transfer.transfer_markdown(matrix))
+    _record(s, run.path, "transfer", sources=sources, targets=list(FLAGS.transfer_targets or sources))
 
 
 def run_analyze(s: Settings, run):
     """the papers' analyses (logit distributions, eps_L, loss landscape, activations)"""
-    from lrm_tf import export
     from lrm_tf.eval import analysis
 
     source, out = _output_dir(run)
+    model = _loaded(source, s)
     images, labels = _test_images(s, s.load_data())
     out.create()
     analysis.run_analyses(
-        export.load_classifier(source),
+        model,
         images,
         labels,
         out.path,
@@ -200,16 +253,16 @@ def run_analyze(s: Settings, run):
         strategy=s.strategy(),
         spsa=s.spsa,
     )
+    _record(s, out.path, "analyze", evaluated=source)
     print(f"analyses written to {out.path}: " + ", ".join(f"analysis_{a}.png" for a in s.analysis.analyses))
 
 
 def run_audit(s: Settings, run):
     """gradient-masking checks"""
-    from lrm_tf import export
     from lrm_tf.eval import audit
 
     source, out = _output_dir(run)
-    model = export.load_classifier(source)
+    model = _loaded(source, s)
     images, labels = _test_images(s, s.load_data())
     out.create()
     result = audit.masking_audit(
@@ -224,6 +277,7 @@ def run_audit(s: Settings, run):
         spsa=s.spsa,
     )
     _, md = audit.write_audit(out.path, result, f"Gradient-masking audit of {source}")
+    _record(s, out.path, "audit", evaluated=source)
     print(f"audit written to {md}")
 
 
@@ -237,6 +291,7 @@ def run_compare(s: Settings, run):
         raise UsageError(f"--compare_runs: {e}") from None
     run.create()
     compare.write_comparison(run.path, rows)
+    _record(s, run.path, "compare", runs=list(FLAGS.compare_runs))
     print(compare.compare_markdown(rows))
     print(f"comparison written to {run.path}")
 
@@ -255,6 +310,7 @@ def run_export(s: Settings, run):
     ckpt.restore(tf.train.latest_checkpoint(run.checkpoints)).expect_partial()
     export.export_saved_model(net, run.saved_model)
     export.save_keras(net, run.keras_file)
+    _record(s, run.path, "export")
     print(f"exported {run.saved_model} and {run.keras_file}")
 
 

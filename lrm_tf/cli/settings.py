@@ -55,6 +55,68 @@ def clear_cache() -> None:
     strategy_for.cache_clear()
 
 
+# What a run's flags.json says about its model and data; modes that read a run take these from
+# it unless the command line gives them.
+RUN_SETTINGS = (
+    "dataset",
+    "data_dir",
+    "local_data",
+    "synthetic_data",
+    "svhn_extra",
+    "model",
+    "depth",
+    "width",
+    "mixed_precision",
+)
+_READS_A_RUN = ("eval", "transfer", "analyze", "audit", "export")
+
+
+def source_run() -> str | None:
+    """The run directory the mode reads (its flags.json exists), or None."""
+    from lrm_tf.report.rundir import is_run_dir
+
+    if FLAGS.mode not in _READS_A_RUN:
+        return None
+    if FLAGS.mode == "transfer":
+        paths = checks.load_paths()
+    elif FLAGS.mode == "export":
+        paths = [FLAGS.model_dir]
+    else:
+        paths = [FLAGS.load_from or FLAGS.model_dir]
+    return next((p for p in paths if is_run_dir(p)), None)
+
+
+def inherit_run_settings() -> None:
+    """Sets the `RUN_SETTINGS` the command line leaves out from the read run's flags.json, and
+    refuses a dataset whose images or classes do not fit the run's model.
+
+    Raises:
+      UsageError: --dataset differs from the run's in image shape or classes (one line).
+    """
+    from lrm_tf.data.registry import DATASETS
+    from lrm_tf.report.rundir import RunDir
+
+    path = source_run()
+    if path is None:
+        return
+    recorded = RunDir.read_json(RunDir(path).flags_json, {})
+    for name in RUN_SETTINGS:
+        if name in recorded and not FLAGS[name].present:
+            FLAGS[name].value = recorded[name]
+    trained_on, given = recorded.get("dataset"), FLAGS.dataset
+    if trained_on in DATASETS and given in DATASETS and trained_on != given:
+        a, b = DATASETS[trained_on], DATASETS[given]
+        if tuple(a.image_shape) != tuple(b.image_shape) or a.num_classes != b.num_classes:
+            raise UsageError(
+                f"--dataset={given}: the model of {path} was trained on {trained_on} "
+                f"({_shape(a)}); {given} has {_shape(b)} (leave --dataset out to use the run's)"
+            )
+
+
+def _shape(info) -> str:
+    return f"{'x'.join(map(str, info.image_shape))} images, {info.num_classes} classes"
+
+
 def from_flags() -> Settings:
     """Builds and checks every config from the parsed flags.
 
@@ -63,6 +125,7 @@ def from_flags() -> Settings:
     """
     from lrm_tf.data.registry import DATASETS
 
+    inherit_run_settings()
     data = build(config.DataConfig)
     checks.check_model()
     model = build(config.ModelConfig)
@@ -100,6 +163,7 @@ def from_flags() -> Settings:
         audit=build(config.AuditConfig) if FLAGS.mode == "audit" else config.AuditConfig(),
         distribute=distribute,
     )
+    checks.check_scale(settings)
     checks.check_paths()
     return settings
 

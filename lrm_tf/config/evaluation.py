@@ -12,7 +12,9 @@ from lrm_tf.config.setting import (
     attack_name,
     each,
     in_range,
+    input_scale,
     positive,
+    scale_hint,
     setting,
 )
 from lrm_tf.data.registry import DATASETS
@@ -55,6 +57,13 @@ class Threat(Config):
         "attacks); the step loop stays outside XLA (slower on the "
         "2-core development CPU: BUILD_NOTES.md)",
     )
+    l2_normalization: str = setting(
+        "exact",
+        "L2 attack steps: exact divides the gradient by its norm (every step has its full "
+        "size); cleverhans floors the norm at 1e-6 as CleverHans does (steps shrink on tiny "
+        "gradients; for comparison with it). BUILD_NOTES.md, L2 step normalisation",
+        choices=("exact", "cleverhans"),
+    )
     clip_min: float = setting(0.0, "lowest input value", flag=False)
     clip_max: float = setting(1.0, "highest input value", flag=False)
 
@@ -68,6 +77,26 @@ class Threat(Config):
         if self.clip_min >= self.clip_max:
             raise ConfigError("clip_min", self.clip_min, "must be below {clip_max}")
 
+    def check_norm(self, norm: str) -> None:
+        """Refuses an L-inf budget or step beyond the input range (8 meant as 8/255).
+
+        An L-inf eps of the range's width already covers every image; L2 budgets (e.g. 1.5 on
+        CIFAR-10) are norms over all pixels and may exceed it.
+
+        Args:
+          norm: the attack's norm: 'linf' is checked; 'l2' and 'none' (clean) are not.
+
+        Raises:
+          ConfigError: eps or eps_step > clip_max - clip_min for a norm other than 'l2',
+            naming the field and the input scale.
+        """
+        if norm in ("l2", "none"):
+            return
+        width = self.clip_max - self.clip_min
+        for name in ("eps", "eps_step"):
+            if getattr(self, name) > width:
+                raise ConfigError(name, getattr(self, name), scale_hint(getattr(self, name), width))
+
 
 @dataclasses.dataclass(frozen=True)
 class SpsaOptions(Config):
@@ -75,7 +104,7 @@ class SpsaOptions(Config):
 
     spsa_samples: int = setting(128, "SPSA perturbation samples per iteration", check=at_least(1))
     spsa_examples: int = setting(1000, "evaluate SPSA on the first N examples (0: all)", check=at_least(0))
-    spsa_delta: float = setting(0.01, "finite-difference step", check=positive, flag=False)
+    spsa_delta: float = setting(0.01, "finite-difference step", check=input_scale(), flag=False)
     spsa_lr: float = setting(0.01, "Adam learning rate of the perturbation", check=positive, flag=False)
     spsa_chunk_samples: int = setting(
         32, "samples per model call (memory bound)", check=at_least(1), flag=False

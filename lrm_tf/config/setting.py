@@ -46,6 +46,26 @@ def positive(v) -> str | None:
     return None if v > 0 else "must be > 0"
 
 
+def scale_hint(v, high) -> str:
+    """Why a value is beyond the input range, with the likely meant value (8 -> 8/255)."""
+    hint = f"the [0, {high:g}] input scale" if high == 1 else f"an input range of width {high:g}"
+    if high == 1 and 1 < v <= 255 and float(v).is_integer():
+        hint += f"; did you mean {v:g}/255 = {v / 255:.4g}?"
+    return f"must be at most {high:g}: values are in {hint}"
+
+
+def input_scale(*, allow_zero: bool = False, width: float = 1.0) -> Check:
+    """A size in the input scale (eps, a step, a noise std): > 0 (or >= 0) and at most the
+    width of the input range ([0, 1] by default), so 8 meant as 8/255 is refused."""
+
+    def check(v):
+        if v < 0 or (v == 0 and not allow_zero):
+            return "must be >= 0" if allow_zero else "must be > 0"
+        return scale_hint(v, width) if v > width else None
+
+    return check
+
+
 def in_range(low, high, *, high_open=False) -> Check:
     def check(v):
         if low <= v < high if high_open else low <= v <= high:
@@ -76,6 +96,15 @@ def attack_name(v) -> str | None:
     except ValueError as e:
         return str(e)
     return None
+
+
+def attack_norm(name: str) -> str:
+    """The norm of a (valid) attack name: 'linf', 'l2', or 'none' (clean, or no attack)."""
+    if not name:
+        return "none"
+    from lrm_tf.attacks.registry import parse_attack
+
+    return parse_attack(name).norm
 
 
 def setting(

@@ -9,9 +9,12 @@ from lrm_tf.config.setting import (
     ConfigError,
     at_least,
     attack_name,
+    attack_norm,
     each,
     in_range,
+    input_scale,
     positive,
+    scale_hint,
     setting,
 )
 from lrm_tf.data.registry import DATASETS
@@ -174,7 +177,7 @@ class Objective(Config):
     noise_sigma: float = setting(
         0.0,
         "Gaussian noise std added to training images, in the [0, 1] input scale like eps",
-        check=at_least(0),
+        check=input_scale(allow_zero=True),
     )
     noise_clip: bool = setting(True, "clip noisy training images to the input range")
     clean_pairing: float = setting(
@@ -242,6 +245,11 @@ class Objective(Config):
     )
 
     def check(self):
+        if attack_norm(self.adv_train) != "l2":  # L2 budgets are norms over all pixels
+            for name in ("adv_train_eps", "adv_train_eps_step"):
+                value = getattr(self, name)
+                if value is not None and value > 1:
+                    raise ConfigError(name, value, scale_hint(value, 1.0))
         if self.label_smoothing_form == "lrm" and self.label_smoothing >= 1:
             raise ConfigError(
                 "label_smoothing", self.label_smoothing, "the lrm form needs s < 1 (at most 1 - 1/C)"

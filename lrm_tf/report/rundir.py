@@ -1,14 +1,40 @@
 """The run directory: one place for a run's flags, logs, checkpoints, results and export.
 
 All files a person reads are written atomically (write to a temporary file, then rename), so
-an interrupted run never leaves half a results.json.
+an interrupted run never leaves half a results.json; they are created with the permissions the
+umask gives, like every other file of the run.
+
+Run directories are local folders: Keras' logs, `shutil` and `os.replace` do not reach cloud
+storage, so a URL (`gs://bucket/run`) is refused (`check_local_path`) instead of becoming a
+local folder named `gs:`. Write locally and copy the run afterwards (`gsutil cp -r`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import tempfile
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def check_local_path(path: str, what: str = "path") -> None:
+    """Refuses a URL (gs://, s3://, hdfs://, ...) where a local folder is needed.
+
+    Args:
+      path: the path to check.
+      what: how to name it in the error (e.g. '--model_dir').
+
+    Raises:
+      ValueError: `path` is a URL; one line naming `what`.
+    """
+    if _URL.match(str(path)):
+        raise ValueError(
+            f"{what}={path}: cloud and URL paths are not supported for run directories; "
+            "use a local folder (copy the run afterwards, e.g. gsutil cp -r)"
+        )
 
 
 class RunDir:
@@ -20,9 +46,13 @@ class RunDir:
 
     Args:
       path: the directory (made absolute; it need not exist yet).
+
+    Raises:
+      ValueError: `path` is a URL such as gs://bucket/run (`check_local_path`).
     """
 
     def __init__(self, path: str):
+        check_local_path(path, "run directory")
         self.path = os.path.abspath(path)
 
     def __truediv__(self, name: str) -> str:
@@ -93,9 +123,10 @@ def write_text_atomic(path: str, text: str):
       OSError: the directory cannot be written; the previous file, if any, is left intact
         and no temporary file remains (also when interrupted).
     """
+    check_local_path(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path))
+    fd, tmp = _create_temporary(directory, "." + os.path.basename(path))
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
@@ -106,6 +137,17 @@ def write_text_atomic(path: str, text: str):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _create_temporary(directory: str, prefix: str) -> tuple[int, str]:
+    """A new file beside the target, opened for writing, with the umask's permissions (0666
+    less the umask; `tempfile.mkstemp` would give 0600, which survives the rename)."""
+    while True:
+        tmp = os.path.join(directory, f"{prefix}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def write_json_atomic(path: str, obj):

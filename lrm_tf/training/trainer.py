@@ -20,6 +20,7 @@ import tensorflow as tf
 from lrm_tf import data as data_lib
 from lrm_tf import models
 from lrm_tf.config import Objective, Threat, TrainConfig
+from lrm_tf.inputs import check_arrays
 from lrm_tf.objectives.compose import compute_objective
 from lrm_tf.objectives.terms import term_names
 from lrm_tf.report.rundir import RunDir, write_json_atomic
@@ -319,8 +320,10 @@ def train(
 
     Raises:
       DivergenceError: the loss became non-finite (the last good checkpoint stays).
-      ValueError: the batch is larger than the training set, or adv_train without a threat.
+      ValueError: the batch is larger than the training set, adv_train without a threat, or
+        images that are not uint8 of the data set's shape (`lrm_tf.inputs.check_arrays`).
     """
+    check_arrays(arrays, where="training.train arrays")
     strategy = strategy or tf.distribute.get_strategy()
     num_train = min(len(arrays.y_train), cfg.train_limit or len(arrays.y_train))
     steps_per_epoch, total_steps = steps_plan(num_train, cfg)

@@ -50,6 +50,8 @@ def test_quickstart_flagfile_trains_evaluates_exports(tmp_path):
     results = json.loads((model_dir / "results.json").read_text())
     assert results["clean"]["examples"] == 360 and results["clean"]["accuracy"] > 0.5
     assert json.loads((model_dir / "flags.json").read_text())["dataset"] == "digits"
+    record = json.loads((model_dir / "provenance.json").read_text())["train"]  # before: no such file
+    assert record["flags"]["train_epochs"] == 2 and record["seed"] == 0 and record["versions"]["tensorflow"]
     # A finished run is not silently overwritten.
     again = run_main(
         "--flagfile=flags/quickstart.cfg", f"--model_dir={model_dir}", "--overwrite=false", check=False

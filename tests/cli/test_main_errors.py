@@ -62,6 +62,21 @@ BAD_INPUTS = [
     (["--mode=audit", "--audit_tolerance=1.5"], "--audit_tolerance"),
     (["--model=resnet18", "--depth=50"], "--depth"),  # a builder takes only its own arguments
     (["--model=mnist_cnn", "--width=2"], "--width"),
+    # The input scale: budgets, steps and noise beyond the [0, 1] range (8 meant as 8/255).
+    (
+        ["--mode=eval", "--eps=8", "--eps_step=2"],
+        "--eps=8: must be at most 1: values are in the [0, 1] input scale",
+    ),
+    (["--eps=0.3", "--eps_step=2", "--eval_attacks=clean"], "--eps_step=2: must be at most 1"),
+    (["--eps=1.5", "--eval_attacks=pgd20_l2_xent,fgsm_xent"], "--eps=1.5: must be at most 1"),
+    (["--mode=audit", "--eps=1.5", "--eval_attacks=pgd20_l2_xent"], "--eps=1.5: must be at most 1"),
+    (["--noise_sigma=8"], "--noise_sigma=8: must be at most 1: values are in the [0, 1] input scale"),
+    (["--adv_train=pgd3_xent", "--adv_train_eps=8"], "--adv_train_eps=8: must be at most 1"),
+    (["--adv_train=pgd3_xent", "--adv_train_eps_step=2"], "--adv_train_eps_step=2: must be at most 1"),
+    # Storage: a URL is refused, not created as a local folder named gs:.
+    (["--model_dir=gs://bucket/run", "--train_steps=1"], "--model_dir=gs://bucket/run: cloud"),
+    (["--mode=eval", "--load_from=gs://bucket/run"], "--load_from=gs://bucket/run: cloud"),
+    (["--mode=compare", "--compare_runs=s3://bucket/run"], "--compare_runs=s3://bucket/run: cloud"),
 ]
 
 
@@ -86,3 +101,12 @@ def test_unwritable_model_dir_fails_before_training(tmp_path):
     with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
         code = main.run_argv(["lrm_tf", f"--model_dir={blocker}/run", "--train_steps=1"])
     assert code == 2 and "--model_dir" in stderr.getvalue()
+
+
+def test_cloud_model_dir_creates_no_local_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        code = main.run_argv(["lrm_tf", "--model_dir=gs://bucket/run", "--train_steps=1", "--export=false"])
+    assert code == 2 and "--model_dir=gs://bucket/run" in stderr.getvalue()
+    assert list(tmp_path.iterdir()) == []  # before: exit 0 and ./gs:/bucket/run
