@@ -30,13 +30,15 @@ class _Serving(tf.Module):
         super().__init__()
         self.net = net
         self.input_shape = list(input_shape)
-        # Any shape binds: a wrong one then reaches the readable check below, which a declared
-        # shape would either pre-empt with TensorFlow's binding error (the callable) or defeat
-        # by constant-folding the rank (the signature). The expected shape is in the message.
-        images = tf.TensorSpec(None, tf.float32, name="images")
+        # The callable declares its shape: gradients through it keep a known rank (attacks and
+        # other tools need it), and TensorFlow refuses a wrong shape when binding, naming the
+        # expected one. The signature binds any shape, so that a wrong one reaches the readable
+        # check below instead of being constant-folded away (signature inputs are not checked).
+        images = tf.TensorSpec([None, *input_shape], tf.float32, name="images")
         training = tf.TensorSpec([], tf.bool, name="training")
         self.__call__ = tf.function(self._call, input_signature=[images, training])
-        self.serve = tf.function(self._serve, input_signature=[images])
+        any_shape = tf.TensorSpec(None, tf.float32, name="images")
+        self.serve = tf.function(self._serve, input_signature=[any_shape])
 
     def _call(self, images, training=False):
         del training  # always inference mode (see the class docstring)

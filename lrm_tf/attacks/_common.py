@@ -201,7 +201,9 @@ def _logit_gradient(loss_fn: LossFn, logits, labels, targeted: bool):
 def _scaled_backward(tape, logits, x, upstream, scale):
     """tape's d logits/dx against `upstream * scale` (per example), divided by the scale."""
     seed = tf.cast(upstream * broadcast_mask(tf.cast(scale, upstream.dtype), upstream), logits.dtype)
-    grad = tape.gradient(logits, x, output_gradients=seed)
+    # x's static shape: a SavedModel whose callable was saved without one returns gradients
+    # of unknown rank.
+    grad = tf.ensure_shape(tape.gradient(logits, x, output_gradients=seed), x.shape)
     return grad / broadcast_mask(tf.cast(scale, grad.dtype), grad)
 
 
