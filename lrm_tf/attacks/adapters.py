@@ -17,17 +17,24 @@ LogitsFn = Callable[[tf.Tensor], tf.Tensor]
 
 
 def as_logits_fn(model_fn) -> LogitsFn:
-    """Adapts a Keras model, a SavedModel signature or any callable to `images -> logits`.
+    """Adapts a Keras model, a SavedModel, a SavedModel signature or any callable to
+    `images -> logits`.
 
     Args:
-      model_fn: a `keras.layers.Layer` (a model), a SavedModel signature (keyword-only, one
-        input, a dict with one output), or a callable images -> logits (or a one-entry dict).
+      model_fn: a `keras.layers.Layer` (a model); a loaded SavedModel (called as it is when
+        it is callable, else through its 'serving_default' signature, as the SavedModels
+        of `keras.Model.export` and of `tf.saved_model.save(keras_model)` need); a SavedModel
+        signature (keyword-only, one input, a dict with one output); or a callable images ->
+        logits (or a one-entry dict). Images are cast to the dtype a signature or a traced
+        function declares (numpy's float64 is the usual case), so any float input works.
 
     Returns:
       logits_fn(x): x float [B, H, W, C] in the model's input scale ([0, 1] for lrm_tf's
       models) -> logits float [B, classes]. Adapting an adapted function returns it as is.
 
     Raises:
+      TypeError: `model_fn` is neither callable nor a SavedModel with a 'serving_default'
+        signature.
       ValueError: (when called) the model returned a dict with more than one output.
     """
     if getattr(model_fn, "_lrm_logits_fn", False):
@@ -36,18 +43,52 @@ def as_logits_fn(model_fn) -> LogitsFn:
 
         def call(x):
             return model_fn(x, training=False)
+    elif not callable(model_fn):
+        signature = (getattr(model_fn, "signatures", None) or {}).get("serving_default")
+        if signature is None:
+            raise TypeError(
+                f"model_fn must be a Keras model, a SavedModel (callable or with a "
+                f"'serving_default' signature), a signature or a callable; got "
+                f"{type(model_fn).__name__}"
+            )
+        return as_logits_fn(signature)
     elif _keyword_only_signature_name(model_fn) is not None:
         input_name = _keyword_only_signature_name(model_fn)
+        dtype = _declared_dtype(model_fn.structured_input_signature[1][input_name])
 
         def call(x):
-            return _single_output(model_fn(**{input_name: x}))
+            return _single_output(model_fn(**{input_name: _cast(x, dtype)}))
     else:
+        dtype = _traced_input_dtype(model_fn)
 
         def call(x):
-            return _single_output(model_fn(x))
+            return _single_output(model_fn(_cast(x, dtype)))
 
     call._lrm_logits_fn = True
     return call
+
+
+def _declared_dtype(spec):
+    dtype = getattr(spec, "dtype", None)
+    return dtype if isinstance(dtype, tf.dtypes.DType) and dtype.is_floating else None
+
+
+def _traced_input_dtype(fn):
+    """The float dtype of the images (first) input a tf.function (or a loaded SavedModel's
+    `__call__`) declares in its input_signature, else None."""
+    # A loaded SavedModel's `__call__` attribute is the traced function carrying the signature.
+    for candidate in (fn, getattr(fn, "__call__", None)):  # noqa: B004
+        signature = getattr(candidate, "input_signature", None)
+        if signature:
+            return _declared_dtype(signature[0])
+    return None
+
+
+def _cast(x, dtype):
+    if dtype is None:
+        return x
+    x = tf.convert_to_tensor(x)
+    return x if x.dtype == dtype else tf.cast(x, dtype)
 
 
 def _keyword_only_signature_name(fn):

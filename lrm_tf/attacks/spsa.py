@@ -64,6 +64,15 @@ def _flat_batch_shape(x, leading):
     return tf.concat([[leading], tf.shape(x)[1:]], axis=0)
 
 
+def _float_inputs(x, *like_x):
+    """x as a float tensor (numpy arrays and lists too; a non-float x becomes float32, as in
+    `_common.prepare_inputs`), and each of `like_x` as a tensor of x's dtype."""
+    x = tf.convert_to_tensor(x)
+    if not x.dtype.is_floating:
+        x = tf.cast(x, tf.float32)
+    return (x, *(tf.cast(tf.convert_to_tensor(t), x.dtype) for t in like_x))
+
+
 def spsa_probe_sum(logits_fn, x_eval, labels, signs, *, delta, targeted):
     """sum_n loss(x_eval + d_n) * d_n over the probes d = delta * [signs, -signs].
 
@@ -76,8 +85,10 @@ def spsa_probe_sum(logits_fn, x_eval, labels, signs, *, delta, targeted):
       targeted: as for `spsa_loss`.
 
     Returns:
-      float [B, ...]. One model call on B * 2k images.
+      float [B, ...], x_eval's float dtype (numpy inputs are accepted). One model call on
+      B * 2k images.
     """
+    x_eval, signs = _float_inputs(x_eval, signs)
     probes = delta * tf.concat([signs, -signs], axis=1)  # [B, 2k, ...]
     num_probes = tf.shape(probes)[1]
     points = tf.reshape(tf.expand_dims(x_eval, 1) + probes, _flat_batch_shape(x_eval, -1))
@@ -99,9 +110,11 @@ def spsa_gradient_estimate(
       unbiased_gradient: divide by delta once more (the textbook estimate).
 
     Returns:
-      float [B, ...], the gradient estimate of the loss `spsa_loss` minimises.
+      float [B, ...], the gradient estimate of the loss `spsa_loss` minimises (numpy inputs
+      are accepted, as by every attack function).
     """
     logits_fn = as_logits_fn(model_fn)
+    x_eval, signs = _float_inputs(x_eval, signs)
     total = spsa_probe_sum(logits_fn, x_eval, labels, signs, delta=delta, targeted=targeted)
     num_probes = tf.cast(2 * tf.shape(signs)[1], total.dtype)
     grad = total / num_probes / delta

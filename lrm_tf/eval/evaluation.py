@@ -48,50 +48,91 @@ def _attack_setup(model, attack, threat: Threat, images, labels, spsa=None):
 
 
 def map_batches(
-    per_replica_fn,
+    per_example_fn,
     images: np.ndarray,
     labels: np.ndarray,
     batch_size: int,
     seed: int,
     strategy: tf.distribute.Strategy,
-    combine,
-) -> Iterator[tuple]:
-    """Runs `per_replica_fn` batch by batch under `strategy`.
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Runs `per_example_fn` batch by batch under `strategy`; values come back per example.
 
-    Batch i uses the seed (seed, i), and attacks key their randomness per example, so the
-    values do not depend on the strategy or on the replica count.
+    Every batch uses the same seed (seed, 0), and attacks key their randomness per example
+    (`lrm_tf.attacks._common`), so an example's value depends neither on its batch, nor on
+    its position, nor on the replica count. Under several replicas a batch is padded to a
+    multiple of the replica count with copies of its last example, so that every replica
+    gets a share of the same, non-empty size (a model run on an empty share fails with oneDNN:
+    "input depth must be evenly divisible by filter depth"); the copies are dropped from
+    what is yielded.
 
     Args:
-      per_replica_fn: (x float32 [b, ...], y int64 [b], seed int64 [2]) -> a tensor.
-      images: float [N, H, W, C] in the model's input scale; labels: int [N].
-      batch_size: global batch size, split over the replicas in contiguous shards in
+      per_example_fn: (x float32 [b, ...], y int64 [b], seed int64 [2]) -> a tensor [b, ...],
+        one row per example, each row a function of its own example only; traced once,
+        with an unknown batch size, for all the batches.
+      images: float [N, H, W, C] in the model's input scale (numpy or tensor; cast to
+        float32); labels: int [N].
+      batch_size: global batch size (>= 1), split over the replicas in contiguous shards in
         replica order.
       seed: the evaluation seed.
       strategy: a `tf.distribute.Strategy`.
-      combine: (strategy, per-replica values) -> the batch's value (a reduce or a gather).
 
     Yields:
-      (end index of the batch, combined value).
+      (end index of the batch, numpy values [b, ...] of the batch's examples, in order).
+
+    Raises:
+      ValueError: batch_size < 1.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n = len(labels)
-    for i, start in enumerate(range(0, n, batch_size)):
-        x = tf.convert_to_tensor(images[start : start + batch_size], tf.float32)
-        y = tf.convert_to_tensor(labels[start : start + batch_size], tf.int64)
-        step_seed = tf.constant([seed, i], tf.int64)
-        if strategy.num_replicas_in_sync > 1:
-            dist = strategy.experimental_distribute_values_from_function(lambda ctx: _shard(ctx, x, y))
-            per_replica = strategy.run(lambda xy, s: per_replica_fn(xy[0], xy[1], s), args=(dist, step_seed))
-            yield min(start + batch_size, n), combine(strategy, per_replica)
-        else:
-            yield min(start + batch_size, n), per_replica_fn(x, y, step_seed)
+    replicas = strategy.num_replicas_in_sync
+    step = None
+    step_seed = tf.constant([seed, 0], tf.int64)
+    for start in range(0, n, batch_size):
+        end = min(start + batch_size, n)
+        x = tf.cast(images[start:end], tf.float32)
+        y = tf.cast(labels[start:end], tf.int64)
+        x, y = _pad_to_multiple(x, y, replicas)
+        if step is None:
+            step = _compile(per_example_fn, strategy, x.shape[1:])
+        yield end, np.asarray(step(x, y, step_seed))[: end - start]
 
 
-def _shard(ctx, x, y):
-    """This replica's contiguous share of a global batch (global order is kept)."""
-    n = ctx.num_replicas_in_sync
-    size = -(-int(x.shape[0]) // n)
-    lo = ctx.replica_id_in_sync_group * size
-    return x[lo : lo + size], y[lo : lo + size]
+def _compile(per_example_fn, strategy: tf.distribute.Strategy, example_shape):
+    """`per_example_fn` traced once for any batch size: (x, y, seed) -> values [b, ...].
+
+    Under several replicas, each replica runs it on its contiguous share of the batch (b is
+    a multiple of the replica count), and the shares are gathered in replica order, i.e. in
+    batch order.
+    """
+    if strategy.num_replicas_in_sync == 1:
+        fn = per_example_fn
+    else:
+
+        def on_replica(x, y, seed):
+            ctx = tf.distribute.get_replica_context()
+            size = tf.shape(x)[0] // ctx.num_replicas_in_sync
+            lo = ctx.replica_id_in_sync_group * size
+            return per_example_fn(x[lo : lo + size], y[lo : lo + size], seed)
+
+        def fn(x, y, seed):
+            return strategy.gather(strategy.run(on_replica, args=(x, y, seed)), axis=0)
+
+    return tf.function(fn).get_concrete_function(
+        tf.TensorSpec([None, *example_shape], tf.float32),
+        tf.TensorSpec([None], tf.int64),
+        tf.TensorSpec([2], tf.int64),
+    )
+
+
+def _pad_to_multiple(x, y, replicas: int):
+    """(x, y) with copies of the last example appended up to a multiple of `replicas`."""
+    size = int(x.shape[0])
+    padding = -size % replicas
+    if not padding:
+        return x, y
+    index = tf.concat([tf.range(size), tf.fill([padding], size - 1)], axis=0)
+    return tf.gather(x, index), tf.gather(y, index)
 
 
 def attack_accuracy(
@@ -109,16 +150,18 @@ def attack_accuracy(
     """Accuracy of `model` on the adversarial examples of `attack` made from (images, labels).
 
     Each batch is attacked by one compiled function run under `strategy` (the batch is split
-    across replicas).
+    across replicas). The accuracy does not depend on `batch_size` nor on the replica count:
+    every batch gets the same seed and the attacks key their randomness per example.
 
     Args:
-      model: a Keras model (run in inference mode), a loaded SavedModel or a callable
-        images -> logits.
+      model: what `lrm_tf.attacks.build_attack` accepts: a Keras model (run in inference
+        mode), a loaded SavedModel (callable or not: its 'serving_default' signature is
+        used), a SavedModel signature, or a callable images -> logits.
       images: float [N, H, W, C] in [0, 1] (the threat's range); labels: int [N].
       attack: an attack name ('pgd20_xent') or an `AttackSpec`.
       threat: eps, step, range, restarts and label choice (`lrm_tf.config.Threat`).
       batch_size: global evaluation batch size.
-      seed: batch i is attacked with the seed (seed, i).
+      seed: every batch is attacked with the seed (seed, 0).
       strategy: a `tf.distribute.Strategy` (default: the current one).
       progress: show a Keras progress bar.
       spsa: SPSA's options (None: `SpsaOptions()`); SPSA evaluates the first
@@ -136,20 +179,16 @@ def attack_accuracy(
     strategy = strategy or tf.distribute.get_strategy()
     logits_fn, attack_fn, images, labels = _attack_setup(model, attack, threat, images, labels, spsa)
 
-    @tf.function
-    def correct_on_replica(x, y, step_seed):
+    def correct_per_example(x, y, step_seed):
         x_adv = attack_fn(x, y, step_seed)
-        pred = tf.argmax(logits_fn(x_adv), axis=1, output_type=tf.int64)
-        return tf.reduce_sum(tf.cast(pred == tf.cast(y, tf.int64), tf.int64))
+        correct = tf.argmax(logits_fn(x_adv), axis=1, output_type=tf.int64) == y
+        return tf.cast(correct, tf.int32)  # gathered across replicas: no bool gather on CPU
 
     n = len(labels)
     bar = keras.utils.Progbar(n, unit_name="example", verbose=1 if progress else 0)
     correct = 0
-    total_correct = lambda s, v: s.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-    for done, batch_correct in map_batches(
-        correct_on_replica, images, labels, batch_size, seed, strategy, total_correct
-    ):
-        correct += int(batch_correct)
+    for done, batch_correct in map_batches(correct_per_example, images, labels, batch_size, seed, strategy):
+        correct += int(np.sum(batch_correct))
         bar.update(done, values=[("accuracy", correct / done)])
     return correct / max(n, 1), n
 
@@ -167,7 +206,7 @@ def adversarial_examples(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The adversarial images that `attack_accuracy` scores with the same arguments.
 
-    Same attack construction, same batching and the same per-batch seed (seed, i).
+    Same attack construction, same batching and the same seed (seed, 0) for every batch.
 
     Args:
       model, images, labels, attack, threat, batch_size, seed, strategy, spsa: as for
@@ -179,13 +218,9 @@ def adversarial_examples(
     """
     strategy = strategy or tf.distribute.get_strategy()
     _, attack_fn, images, labels = _attack_setup(model, attack, threat, images, labels, spsa)
-    # Shards are contiguous and in replica order, so gathering restores the batch order.
-    gather = lambda s, v: s.gather(v, axis=0)
     batches = [
         np.asarray(x_adv, np.float32)
-        for _, x_adv in map_batches(
-            tf.function(attack_fn), images, labels, batch_size, seed, strategy, gather
-        )
+        for _, x_adv in map_batches(attack_fn, images, labels, batch_size, seed, strategy)
     ]
     shape = (0, *np.shape(images)[1:])
     adv = np.concatenate(batches) if batches else np.zeros(shape, np.float32)
