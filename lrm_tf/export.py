@@ -18,6 +18,10 @@ import tensorflow as tf
 from lrm_tf.report.rundir import is_run_dir, is_saved_model
 
 
+# How far outside [0, 1] the served model still answers (see `_Serving._logits`).
+SERVED_MARGIN = 0.5
+
+
 class _Serving(tf.Module):
     """What the SavedModel holds: `__call__(images, training=False)` and the signature.
 
@@ -55,8 +59,11 @@ class _Serving(tf.Module):
         # Static shape for the model. Not tf.ensure_shape: its shape function would fail while
         # the graph is specialised to the input, before the check above could speak.
         images = tf.reshape(images, [-1, *self.input_shape])
-        # The input contract of lrm_tf.inputs, in the graph: 0-255 floats are refused, not served.
-        in_range = tf.logical_and(tf.reduce_all(images >= 0.0), tf.reduce_all(images <= 1.0))
+        # The wrong scale (0-255 floats) is refused, not served. Values just outside [0, 1] are
+        # served: attacks probe there (SPSA's finite differences at x +- delta, CleverHans'
+        # unclipped steps), and other tools' attacks must get the model's answer.
+        margin = SERVED_MARGIN
+        in_range = tf.logical_and(tf.reduce_all(images >= -margin), tf.reduce_all(images <= 1.0 + margin))
         images = _checked(images, in_range, ["images must be float32 in [0, 1] (0-255: divide by 255)"])
         return self.net(images, training=False)
 

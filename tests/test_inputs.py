@@ -111,3 +111,12 @@ def test_served_model_refuses_images_outside_the_input_scale(net, tmp_path):
     for call in (loaded, lambda x: loaded.signatures["serving_default"](images=x)):
         with pytest.raises(tf.errors.InvalidArgumentError, match=r"must be float32 in \[0, 1\]"):
             call(tf.constant(IMAGES * 255))  # before: served logits of 0-255 images
+
+
+def test_served_model_answers_attack_probes_just_outside_the_range(net, tmp_path):
+    """SPSA evaluates x +- delta without clipping (as CleverHans does): the served model answers
+    there; only the wrong scale is refused."""
+    export.export_saved_model(net, str(tmp_path / "sm"))
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))
+    probes = tf.constant(IMAGES) + 0.01 * tf.sign(tf.random.stateless_normal(IMAGES.shape, [0, 1]))
+    np.testing.assert_allclose(loaded(probes).numpy(), net(probes, training=False).numpy(), atol=1e-5)
