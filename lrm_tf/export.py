@@ -17,7 +17,6 @@ import tensorflow as tf
 
 from lrm_tf.report.rundir import is_run_dir, is_saved_model
 
-
 # How far outside [0, 1] the served model still answers (see `_Serving._logits`).
 SERVED_MARGIN = 0.5
 
