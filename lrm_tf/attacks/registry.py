@@ -86,7 +86,7 @@ def grammar() -> str:
     for prefix, (family, _, objectives) in _prefix_rules().items():
         if prefix == "clean":
             continue
-        steps = "<steps>" if family.multi_step else ""
+        steps = ("[<steps>]" if family.default_steps else "<steps>") if family.multi_step else ""
         norm = "[_l2]" if "l2" in family.norms else ""
         if objectives:
             slot = "_{" + "|".join(objectives) + "}"
@@ -128,6 +128,8 @@ def parse_attack(name: str) -> AttackSpec:
         raise bad("unknown form")
     family, rand_init, objectives = rules[match["prefix"]]
     steps_text, norm, objective = match["steps"], match["norm"], match["objective"]
+    if family.multi_step and steps_text is None and family.default_steps:
+        steps_text = str(family.default_steps)  # the reference's standard count
     if family.multi_step and steps_text is None:
         raise bad(f"'{match['prefix']}' needs a step count, as in {match['prefix']}20")
     if not family.multi_step and steps_text is not None:

@@ -91,6 +91,9 @@ class AttackFamily:
         None when the threat model says everything.
       examples: `examples(options) -> N`: an expensive family evaluates only the first N
         examples of a test set (0: all). None: all.
+      default_steps: a multi-step family whose reference has a standard iteration count (APGD
+        100, Square 5000) may be named without one (`apgd_ce` = `apgd100_ce`); 0: the count
+        is required.
     """
 
     name: str
@@ -103,3 +106,4 @@ class AttackFamily:
     default_rand_init: bool = False
     options: type | None = None
     examples: Callable[[Any], int] | None = None
+    default_steps: int = 0
