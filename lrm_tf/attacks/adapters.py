@@ -8,12 +8,33 @@ other callable is called as it is, and a dict it returns must hold only the logi
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 
 import keras
 import tensorflow as tf
 
 LogitsFn = Callable[[tf.Tensor], tf.Tensor]
+
+
+def _half_precision_layers(model) -> list:
+    """The layers of a Keras model that compute in float16 or bfloat16."""
+    layers = [model, *model._flatten_layers(include_self=False)]
+    return [layer for layer in layers if layer.compute_dtype in ("float16", "bfloat16")]
+
+
+@contextlib.contextmanager
+def _float32_compute(layers):
+    """Layers compute in float32 while traced or run inside (their float32 weights are used
+    as they are); their own dtype policies are restored after."""
+    saved = [layer.dtype_policy for layer in layers]
+    try:
+        for layer in layers:
+            layer.dtype_policy = "float32"
+        yield
+    finally:
+        for layer, policy in zip(layers, saved):
+            layer.dtype_policy = policy
 
 
 def as_logits_fn(model_fn) -> LogitsFn:
@@ -39,7 +60,17 @@ def as_logits_fn(model_fn) -> LogitsFn:
     """
     if getattr(model_fn, "_lrm_logits_fn", False):
         return model_fn
-    if isinstance(model_fn, keras.layers.Layer):
+    if isinstance(model_fn, keras.layers.Layer) and _half_precision_layers(model_fn):
+        layers = _half_precision_layers(model_fn)
+
+        def call(x):
+            # Attack gradients in float32 with the same weights: a half-precision backward
+            # pass rounds a confident example's input gradient to zero or flips the signs
+            # of its small components (fault 3 of issue 12); the model itself, and the
+            # accuracy measured on its answers, keep the model's precision.
+            with _float32_compute(layers):
+                return tf.cast(model_fn(x, training=False), tf.float32)
+    elif isinstance(model_fn, keras.layers.Layer):
 
         def call(x):
             return model_fn(x, training=False)
