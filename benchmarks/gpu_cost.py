@@ -335,7 +335,7 @@ def attack_units(
     attack_pass_cost: float,
     restarts: int,
     spsa_samples: int,
-    use_true_labels: bool = True,
+    attack_true_labels: bool = True,
     predict: bool = True,
 ) -> AttackUnits:
     """The work of attack `name` (then, with `predict`, one prediction) per example."""
@@ -361,7 +361,7 @@ def attack_units(
     work, calls = runs * work, runs * calls
     if runs > 1:  # worst_case_over_restarts scores every restart's result once
         work, calls = work + runs, calls + runs
-    if spec.targeted or (not use_true_labels and spec.family != "clean"):
+    if spec.targeted or (not attack_true_labels and spec.family != "clean"):
         work, calls = work + 1, calls + 1  # clean logits for the targets / predicted labels
     if predict:
         work, calls = work + 1, calls + 1
