@@ -207,7 +207,9 @@ def _scaled_backward(tape, logits, x, upstream, scale):
     return grad / broadcast_mask(tf.cast(scale, grad.dtype), grad)
 
 
-def loss_gradient(logits_fn: LogitsFn, loss_fn: LossFn, x, labels, targeted: bool):
+def loss_gradient(
+    logits_fn: LogitsFn, loss_fn: LossFn, x, labels, targeted: bool, return_logits: bool = False
+):
     """CleverHans `utils.compute_gradient`: d(sum of per-example losses)/dx, negated if
     targeted, with per-example loss scaling so that half precision loses no gradient.
 
@@ -229,9 +231,11 @@ def loss_gradient(logits_fn: LogitsFn, loss_fn: LossFn, x, labels, targeted: boo
         before the loss).
       loss_fn: (labels, logits) -> float [B].
       x: float [B, H, W, C]; labels: int [B]; targeted: negate the loss.
+      return_logits: also return the logits of the forward pass (APGD needs the loss and the
+        prediction at the point whose gradient it takes; this saves a second forward pass).
 
     Returns:
-      float like x, [B, H, W, C].
+      float like x, [B, H, W, C]; with return_logits, (that gradient, the logits).
     """
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(x)
@@ -246,7 +250,8 @@ def loss_gradient(logits_fn: LogitsFn, loss_fn: LossFn, x, labels, targeted: boo
         again = _scaled_backward(tape, logits, x, upstream, scale * OVERFLOW_BACKOFF)
         return tf.where(broadcast_mask(finite, grad), grad, again)
 
-    return tf.cond(tf.reduce_all(finite), lambda: grad, retry)
+    grad = tf.cond(tf.reduce_all(finite), lambda: grad, retry)
+    return (grad, logits) if return_logits else grad
 
 
 def is_empty_batch(x) -> bool:

@@ -3,8 +3,10 @@
 Grammar: `clean`, or `<prefix>[<steps>][_linf|_l2][_<objective>]` where the prefix is a
 family (one per attack file, registered in FAMILIES) or an alias of one (NAME_ALIASES), the
 steps number is present exactly for multi-step families, and the objective is a loss
-(`xent`, `cw`) or a target selector (`ll`: least-likely class, `rand`: random wrong class).
-Examples: fgsm_xent, rfgsm_cw, pgd20_cw, pgd40_l2_xent, iter10_ll, r_step_rand, spsa100.
+(`xent`, `cw`; APGD's `ce`, `dlr` and `t`, its targeted DLR over the runner-up classes) or a
+target selector (`ll`: least-likely class, `rand`: random wrong class). A family with a
+reference count may omit it (`apgd_ce` = `apgd100_ce`).
+Examples: fgsm_xent, rfgsm_cw, pgd20_cw, pgd40_l2_xent, iter10_ll, r_step_rand, spsa100, apgd_t.
 
 Adding an attack: write `lrm_tf/attacks/<name>.py` exporting `FAMILY = AttackFamily(...)`
 (with its own options class if it has settings the threat model does not cover) and add one
@@ -19,7 +21,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from lrm_tf.attacks import _common, fgsm, pgd, spsa
+from lrm_tf.attacks import _common, apgd, fgsm, pgd, spsa
 from lrm_tf.attacks.adapters import as_logits_fn
 from lrm_tf.attacks.spec import AttackFamily, AttackSpec
 from lrm_tf.attacks.targeted import select_targets
@@ -38,6 +40,7 @@ FAMILIES: dict[str, AttackFamily] = {
     "fgsm": fgsm.FAMILY,
     "pgd": pgd.FAMILY,
     "spsa": spsa.FAMILY,
+    "apgd": apgd.FAMILY,
 }
 
 TARGET_OBJECTIVES = ("ll", "rand")

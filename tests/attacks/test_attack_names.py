@@ -98,7 +98,13 @@ def test_kurakin_suite_names_parse_as_targeted():
 def test_every_registered_family_builds(logits_fn, batch):
     x, y = batch
     for family in FAMILIES:
-        name = {"clean": "clean", "fgsm": "fgsm_xent", "pgd": "pgd2_xent", "spsa": "spsa1"}[family]
+        name = {
+            "clean": "clean",
+            "fgsm": "fgsm_xent",
+            "pgd": "pgd2_xent",
+            "spsa": "spsa1",
+            "apgd": "apgd2_ce",
+        }[family]
         x_adv = build_attack(name, logits_fn, Threat(eps=0.05, eps_step=0.01), SpsaOptions(spsa_samples=4))(
             x, y, tf.constant([0, 0])
         )
