@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from lrm_tf.attacks import _common, apgd, fab, fgsm, pgd, spsa
+from lrm_tf.attacks import _common, apgd, fab, fgsm, pgd, spsa, square
 from lrm_tf.attacks.adapters import as_logits_fn
 from lrm_tf.attacks.spec import AttackFamily, AttackSpec
 from lrm_tf.attacks.targeted import select_targets
@@ -42,6 +42,7 @@ FAMILIES: dict[str, AttackFamily] = {
     "spsa": spsa.FAMILY,
     "apgd": apgd.FAMILY,
     "fab": fab.FAMILY,
+    "square": square.FAMILY,
 }
 
 TARGET_OBJECTIVES = ("ll", "rand")

@@ -105,6 +105,7 @@ def test_every_registered_family_builds(logits_fn, batch):
             "spsa": "spsa1",
             "apgd": "apgd2_ce",
             "fab": "fab2_t",
+            "square": "square2",
         }[family]
         x_adv = build_attack(name, logits_fn, Threat(eps=0.05, eps_step=0.01), SpsaOptions(spsa_samples=4))(
             x, y, tf.constant([0, 0])
