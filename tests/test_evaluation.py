@@ -49,7 +49,7 @@ def test_results_files_are_laid_out_like_the_papers(digits_model, tmp_path):
     run = RunDir(str(tmp_path))
     evaluation.write_results(run, results, "digits test")
     saved = json.load(open(run.results_json))
-    assert list(saved) == ["clean", "fgsm_xent", "pgd5_cw"]
+    assert list(saved) == ["clean", "fgsm_xent", "pgd5_cw", "worst_case"]
     assert saved["pgd5_cw"]["params"]["restarts"] == 2 and saved["pgd5_cw"]["params"]["loss"] == "cw"
     md = open(run.results_md).read()
     assert "| pgd5_cw |" in md and f"{100 * saved['clean']['accuracy']:.2f}%" in md

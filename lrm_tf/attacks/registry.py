@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from lrm_tf.attacks import _common, apgd, fab, fgsm, pgd, spsa, square
+from lrm_tf.attacks import _common, apgd, ensemble, fab, fgsm, pgd, spsa, square
 from lrm_tf.attacks.adapters import as_logits_fn
 from lrm_tf.attacks.spec import AttackFamily, AttackSpec
 from lrm_tf.attacks.targeted import select_targets
@@ -43,6 +43,7 @@ FAMILIES: dict[str, AttackFamily] = {
     "apgd": apgd.FAMILY,
     "fab": fab.FAMILY,
     "square": square.FAMILY,
+    **ensemble.FAMILIES,  # autoattack, autoattack_rand: lrm_tf.attacks.ensemble
 }
 
 TARGET_OBJECTIVES = ("ll", "rand")

@@ -98,6 +98,7 @@ def _evaluate(s: Settings, model, arrays, run, title):
         s.train.seed,
         strategy=s.strategy(),
         spsa=s.spsa,
+        save_adversarial=run.path if s.eval.save_adversarial else None,
     )
     evaluation.write_results(run, results, title)
     print()

@@ -131,6 +131,11 @@ class EvalConfig(Config):
     )
     eval_examples: int = setting(0, "evaluate on the first N test examples (0: all)", check=at_least(0))
     eval_batch_size: int = setting(500, "batch size for evaluation", check=at_least(1))
+    save_adversarial: bool = setting(
+        False,
+        "write each attack's adversarial examples beside results.json (adversarial_<attack>.npz: "
+        "x_adv, labels, correct)",
+    )
 
     def check(self):
         if not self.eval_attacks:

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from lrm_tf import attacks
-from lrm_tf.attacks import AttackSpec
+from lrm_tf.attacks import AttackSpec, ensemble
 from lrm_tf.config import SpsaOptions, Threat
+from lrm_tf.eval import worst_case
+from lrm_tf.eval.batching import Outcome, map_batches
 from lrm_tf.inputs import check_images
 from lrm_tf.report.rundir import RunDir
 from lrm_tf.report.writer import write_report
@@ -45,94 +47,6 @@ def _attack_setup(model, attack, threat: Threat, images, labels, spsa=None):
         images, labels = images[:limit], labels[:limit]
     logits_fn = attacks.as_logits_fn(model)
     return logits_fn, attacks.build_attack(spec, logits_fn, threat, spsa), images, labels
-
-
-def map_batches(
-    per_example_fn,
-    images: np.ndarray,
-    labels: np.ndarray,
-    batch_size: int,
-    seed: int,
-    strategy: tf.distribute.Strategy,
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Runs `per_example_fn` batch by batch under `strategy`; values come back per example.
-
-    Every batch uses the same seed (seed, 0), and attacks key their randomness per example
-    (`lrm_tf.attacks._common`), so an example's value depends neither on its batch, nor on
-    its position, nor on the replica count. Under several replicas a batch is padded to a
-    multiple of the replica count with copies of its last example, so that every replica
-    gets a share of the same, non-empty size (a model run on an empty share fails with oneDNN:
-    "input depth must be evenly divisible by filter depth"); the copies are dropped from
-    what is yielded.
-
-    Args:
-      per_example_fn: (x float32 [b, ...], y int64 [b], seed int64 [2]) -> a tensor [b, ...],
-        one row per example, each row a function of its own example only; traced once,
-        with an unknown batch size, for all the batches.
-      images: float [N, H, W, C] in the model's input scale (numpy or tensor; cast to
-        float32); labels: int [N].
-      batch_size: global batch size (>= 1), split over the replicas in contiguous shards in
-        replica order.
-      seed: the evaluation seed.
-      strategy: a `tf.distribute.Strategy`.
-
-    Yields:
-      (end index of the batch, numpy values [b, ...] of the batch's examples, in order).
-
-    Raises:
-      ValueError: batch_size < 1.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    n = len(labels)
-    replicas = strategy.num_replicas_in_sync
-    step = None
-    step_seed = tf.constant([seed, 0], tf.int64)
-    for start in range(0, n, batch_size):
-        end = min(start + batch_size, n)
-        x = tf.cast(images[start:end], tf.float32)
-        y = tf.cast(labels[start:end], tf.int64)
-        x, y = _pad_to_multiple(x, y, replicas)
-        if step is None:
-            step = _compile(per_example_fn, strategy, x.shape[1:])
-        yield end, np.asarray(step(x, y, step_seed))[: end - start]
-
-
-def _compile(per_example_fn, strategy: tf.distribute.Strategy, example_shape):
-    """`per_example_fn` traced once for any batch size: (x, y, seed) -> values [b, ...].
-
-    Under several replicas, each replica runs it on its contiguous share of the batch (b is
-    a multiple of the replica count), and the shares are gathered in replica order, i.e. in
-    batch order.
-    """
-    if strategy.num_replicas_in_sync == 1:
-        fn = per_example_fn
-    else:
-
-        def on_replica(x, y, seed):
-            ctx = tf.distribute.get_replica_context()
-            size = tf.shape(x)[0] // ctx.num_replicas_in_sync
-            lo = ctx.replica_id_in_sync_group * size
-            return per_example_fn(x[lo : lo + size], y[lo : lo + size], seed)
-
-        def fn(x, y, seed):
-            return strategy.gather(strategy.run(on_replica, args=(x, y, seed)), axis=0)
-
-    return tf.function(fn).get_concrete_function(
-        tf.TensorSpec([None, *example_shape], tf.float32),
-        tf.TensorSpec([None], tf.int64),
-        tf.TensorSpec([2], tf.int64),
-    )
-
-
-def _pad_to_multiple(x, y, replicas: int):
-    """(x, y) with copies of the last example appended up to a multiple of `replicas`."""
-    size = int(x.shape[0])
-    padding = -size % replicas
-    if not padding:
-        return x, y
-    index = tf.concat([tf.range(size), tf.fill([padding], size - 1)], axis=0)
-    return tf.gather(x, index), tf.gather(y, index)
 
 
 def attack_accuracy(
@@ -174,23 +88,84 @@ def attack_accuracy(
       ValueError: a bad attack name or option; images of another dtype than float or uint8
         (converted from [0, 255]), or outside the threat's range (`lrm_tf.inputs`).
     """
+    outcome = attack_outcome(
+        model, images, labels, attack, threat, batch_size, seed, strategy, progress, spsa, log=_quiet
+    )
+    n = len(outcome.correct)
+    return float(np.sum(outcome.correct)) / max(n, 1), n
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+def attack_outcome(
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    attack: Attack,
+    threat: Threat,
+    batch_size: int = 500,
+    seed: int = 0,
+    strategy: tf.distribute.Strategy | None = None,
+    progress: bool = True,
+    spsa: SpsaOptions | None = None,
+    keep_adversarial: bool = False,
+    log: Callable[[str], None] = print,
+) -> Outcome:
+    """Per-example result of `attack`: what `attack_accuracy` averages.
+
+    An ensemble (`autoattack`, `autoattack_rand`: `lrm_tf.attacks.ensemble`) runs stage by
+    stage on the points still robust (`lrm_tf.eval.autoattack.run_ensemble`); any other
+    attack runs on every example. Both batch through `map_batches`.
+
+    Args:
+      model, images, labels, attack, threat, batch_size, seed, strategy, progress, spsa: as
+        for `attack_accuracy`.
+      keep_adversarial: also return the adversarial examples.
+      log: where an ensemble's stage lines and warnings go.
+
+    Returns:
+      An `Outcome` for the examples the attack evaluates (SPSA: the first
+      `spsa.spsa_examples`).
+
+    Raises:
+      ValueError: as for `attack_accuracy`.
+    """
     import keras
 
     strategy = strategy or tf.distribute.get_strategy()
-    logits_fn, attack_fn, images, labels = _attack_setup(model, attack, threat, images, labels, spsa)
+    spec = attack_spec(attack)
+    if ensemble.stages(spec) is not None:
+        from lrm_tf.eval import autoattack
 
-    def correct_per_example(x, y, step_seed):
+        images = check_images(images, threat.clip_min, threat.clip_max, where="evaluation images")
+        return autoattack.run_ensemble(
+            model, images, labels, spec, threat, batch_size, seed, strategy, spsa,
+            keep_adversarial, progress, log,
+        )  # fmt: skip
+    logits_fn, attack_fn, images, labels = _attack_setup(model, spec, threat, images, labels, spsa)
+
+    def per_example(x, y, step_seed):
         x_adv = attack_fn(x, y, step_seed)
         correct = tf.argmax(logits_fn(x_adv), axis=1, output_type=tf.int64) == y
-        return tf.cast(correct, tf.int32)  # gathered across replicas: no bool gather on CPU
+        out = {"correct": tf.cast(correct, tf.int32)}  # gathered across replicas: no bool gather on CPU
+        if keep_adversarial:
+            out["x_adv"] = tf.cast(x_adv, tf.float32)
+        return out
 
     n = len(labels)
     bar = keras.utils.Progbar(n, unit_name="example", verbose=1 if progress else 0)
-    correct = 0
-    for done, batch_correct in map_batches(correct_per_example, images, labels, batch_size, seed, strategy):
-        correct += int(np.sum(batch_correct))
-        bar.update(done, values=[("accuracy", correct / done)])
-    return correct / max(n, 1), n
+    correct, adversarial = [], []
+    for done, values in map_batches(per_example, images, labels, batch_size, seed, strategy):
+        correct.append(values["correct"] > 0)
+        adversarial += [values["x_adv"]] if keep_adversarial else []
+        bar.update(done, values=[("accuracy", int(sum(np.sum(c) for c in correct)) / done)])
+    x_adv = None
+    if keep_adversarial:
+        empty = np.zeros((0, *np.shape(images)[1:]), np.float32)
+        x_adv = np.concatenate(adversarial) if adversarial else empty
+    return Outcome(np.concatenate(correct) if correct else np.zeros([0], bool), x_adv)
 
 
 def adversarial_examples(
@@ -216,15 +191,10 @@ def adversarial_examples(
       (x_adv float32 [n, H, W, C], labels [n]) of the examples actually attacked: n = N,
       except for SPSA, which attacks the first `spsa.spsa_examples`.
     """
-    strategy = strategy or tf.distribute.get_strategy()
-    _, attack_fn, images, labels = _attack_setup(model, attack, threat, images, labels, spsa)
-    batches = [
-        np.asarray(x_adv, np.float32)
-        for _, x_adv in map_batches(attack_fn, images, labels, batch_size, seed, strategy)
-    ]
-    shape = (0, *np.shape(images)[1:])
-    adv = np.concatenate(batches) if batches else np.zeros(shape, np.float32)
-    return adv, np.asarray(labels)
+    outcome = attack_outcome(
+        model, images, labels, attack, threat, batch_size, seed, strategy, False, spsa, True, log=_quiet
+    )
+    return outcome.x_adv, np.asarray(labels)[: len(outcome.correct)]
 
 
 def accuracy_point(
@@ -278,31 +248,44 @@ def evaluate_attacks(
     strategy: tf.distribute.Strategy | None = None,
     spsa: SpsaOptions | None = None,
     log: Callable[[str], None] = print,
-) -> dict[str, dict]:
-    """Accuracy under each attack: the entries of results.json.
+    save_adversarial: str | None = None,
+) -> worst_case.EvalResults:
+    """Accuracy under each attack, and under all of them (worst_case): results.json's rows.
 
     Args:
       model, images, labels, threat, batch_size, seed, strategy, spsa: as for
         `attack_accuracy` (images float [N, H, W, C] in [0, 1]).
-      attack_names: names such as 'clean', 'fgsm_xent', 'pgd20_cw', 'spsa100'.
+      attack_names: names such as 'clean', 'fgsm_xent', 'pgd20_cw', 'spsa100', 'autoattack'.
       log: where the progress lines go.
+      save_adversarial: a directory: each attack's adversarial examples are written there
+        as adversarial_<name>.npz (`lrm_tf.eval.worst_case.write_adversarial`).
 
     Returns:
-      {name: {'accuracy', 'examples', 'params' (family, eps, steps, loss, norm, rand_init,
-      target, eps_step for multi-step, restarts for random attacks), 'seconds'}}, in the
-      order of `attack_names`.
+      An `EvalResults` dict {name: {'accuracy', 'examples', 'params' (family, eps, steps,
+      loss, norm, rand_init, target, eps_step for multi-step, restarts for random attacks;
+      an ensemble's: family, eps, norm, attacks), 'seconds', 'per_example'}} in the order of
+      `attack_names`, then 'worst_case' (the per-example AND of all rows; Croce & Hein 2020,
+      arXiv:2003.01690); an ensemble's row also has 'stages' and 'warnings'. Its
+      `per_example` attribute holds each row's bool [n] correctness.
 
     Raises:
       ValueError: a bad attack name.
     """
-    results = {}
+    results = worst_case.EvalResults()
     for name in attack_names:
         spec = attacks.parse_attack(name)
         log(f"{name}:")
         t0 = time.time()
-        acc, n = attack_accuracy(model, images, labels, spec, threat, batch_size, seed, strategy, spsa=spsa)
+        keep = bool(save_adversarial) and spec.family != "clean"
+        outcome = attack_outcome(
+            model, images, labels, spec, threat, batch_size, seed, strategy, True, spsa, keep, log
+        )
+        n = len(outcome.correct)
+        stages = ensemble.stages(spec)
         params = {"family": spec.family}
-        if spec.family != "clean":
+        if stages is not None:
+            params.update(eps=threat.eps, norm=spec.norm, attacks=[s.attack for s in stages])
+        elif spec.family != "clean":
             params.update(
                 eps=threat.eps,
                 steps=spec.steps,
@@ -316,11 +299,20 @@ def evaluate_attacks(
             if spec.rand_init:
                 params["restarts"] = threat.restarts
         results[name] = {
-            "accuracy": acc,
+            "accuracy": float(np.sum(outcome.correct)) / max(n, 1),
             "examples": n,
             "params": params,
             "seconds": round(time.time() - t0, 2),
+            "per_example": worst_case.per_example_ref(name),
+            **outcome.details,
         }
+        results.per_example[name] = outcome.correct
+        if keep:
+            worst_case.write_adversarial(save_adversarial, name, outcome.x_adv, labels[:n], outcome.correct)
+    if results.per_example:
+        row, robust = worst_case.worst_case_row(results.per_example)
+        results[worst_case.WORST_CASE] = row
+        results.per_example[worst_case.WORST_CASE] = robust
     return results
 
 
@@ -338,6 +330,7 @@ def results_markdown(results: dict[str, dict], title: str = "Results") -> str:
     for name, r in results.items():
         params = ", ".join(f"{k}={v}" for k, v in sorted(r.get("params", {}).items()))
         lines.append(f"| {name} | {100 * r['accuracy']:.2f}% | {r['examples']} | {params} |")
+    lines += worst_case.markdown_notes(results)
     return "\n".join(lines) + "\n"
 
 
@@ -350,8 +343,12 @@ def write_results(run: RunDir, results: dict[str, dict], title: str) -> tuple[st
       title: the heading of results.md.
 
     Returns:
-      (json_path, md_path).
+      (json_path, md_path); results_per_example.npz is written beside them when `results`
+      carries per-example arrays (an `EvalResults`).
     """
+    per_example = getattr(results, "per_example", None)
+    if per_example:
+        worst_case.write_per_example(run.path, per_example)
     return write_report(run.path, "results", results, results_markdown(results, title))
 
 

@@ -11,6 +11,7 @@ from lrm_tf.attacks import (
     AttackSpec,
     FgsmOptions,
     build_attack,
+    ensemble,
     evaluated_examples,
     family_options,
     format_attack,
@@ -98,6 +99,8 @@ def test_kurakin_suite_names_parse_as_targeted():
 def test_every_registered_family_builds(logits_fn, batch):
     x, y = batch
     for family in FAMILIES:
+        if ensemble.stages(family) is not None:
+            continue  # ensembles of the families here: tests/eval/test_autoattack.py
         name = {
             "clean": "clean",
             "fgsm": "fgsm_xent",
