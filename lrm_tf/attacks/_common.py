@@ -203,7 +203,10 @@ def _scaled_backward(tape, logits, x, upstream, scale):
     seed = tf.cast(upstream * broadcast_mask(tf.cast(scale, upstream.dtype), upstream), logits.dtype)
     # x's static shape: a SavedModel whose callable was saved without one returns gradients
     # of unknown rank.
-    grad = tf.ensure_shape(tape.gradient(logits, x, output_gradients=seed), x.shape)
+    # ZERO: a model whose output does not depend on x (stop_gradient, masking defenses) has
+    # a zero gradient, not None.
+    grad = tape.gradient(logits, x, output_gradients=seed, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    grad = tf.ensure_shape(grad, x.shape)
     return grad / broadcast_mask(tf.cast(scale, grad.dtype), grad)
 
 

@@ -108,7 +108,8 @@ def _fab_single_target(
             logits = logits_of(x1)
             picked = tf.gather(logits, pair, batch_dims=1)
             g = picked[:, 1] - picked[:, 0]
-        return g, tf.ensure_shape(tape.gradient(g, x1), x1.shape)
+        grad = tape.gradient(g, x1, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return g, tf.ensure_shape(grad, x1.shape)
 
     def step(x1, best, best_norm):
         g, w = boundary(x1)
