@@ -170,7 +170,8 @@ class AnalysisConfig(Config):
 
 @dataclasses.dataclass(frozen=True)
 class AuditConfig(Config):
-    """The gradient-masking audit (`--mode=audit`; Athalye et al. 2018, Carlini et al. 2019)."""
+    """The gradient-masking audit (`--mode=audit`; Athalye et al. 2018, Carlini et al. 2019;
+    `lrm_tf.eval.audit`, `lrm_tf.eval.audit_verdict`)."""
 
     audit_steps: tuple = setting(
         (20, 1000), "PGD steps of the reference attack and of the long attack compared with it", kind="ints"
@@ -180,9 +181,18 @@ class AuditConfig(Config):
     audit_spsa_iterations: int = setting(100, "SPSA iterations", check=at_least(1))
     audit_unbounded_steps: int = setting(100, "PGD steps of the unbounded-eps attack", check=at_least(1))
     audit_loss: str = setting("xent", "loss of the PGD/FGSM attacks", choices=("xent", "cw"))
+    audit_square_queries: int = setting(
+        1000, "queries of the gradient-free Square attack on every example (0: skip)", check=at_least(0)
+    )
+    audit_level: float = setting(
+        0.05,
+        "significance level of the paired comparisons (McNemar's exact test on the discordant pairs)",
+        check=lambda v: None if 0 < v < 1 else "must be in (0, 1)",
+    )
     audit_tolerance: float = setting(
         0.03,
-        "accuracy drop (absolute) beyond which a stronger attack counts as a sign of masking",
+        "smallest accuracy difference (absolute) a significant comparison needs to count as a sign "
+        "of masking (an unconverged attack needs significance only)",
         check=in_range(0, 1, high_open=True),
     )
     audit_unbounded_max: float = setting(

@@ -2,29 +2,30 @@
 
 A defense that only breaks the attacker's gradients (Athalye et al. 2018, "Obfuscated
 gradients give a false sense of security"; Carlini et al. 2019, "On evaluating adversarial
-robustness", section 5) shows typical signs that cheap extra attacks reveal. Each check
-compares two accuracies measured on the same examples and flags a sign when the stronger
-attack wins by more than `audit_tolerance` (absolute accuracy; the settings are
-`lrm_tf.config.AuditConfig`):
+robustness", section 5) shows typical signs that cheap extra attacks reveal; an attack that
+has not converged shows others. The audit runs, on the same examples and at the
+evaluation's eps unless stated (settings: `lrm_tf.config.AuditConfig`):
 
-* `steps`: PGD (Madry et al. 2018) with many steps (default 1000) against the evaluation's
-  PGD (default 20) at the same eps and step. Engstrom/Shafahi-style masking: accuracy keeps
-  falling with k.
-* `restarts`: PGD with R random restarts (worst case kept) against one start.
-* `spsa`: the gradient-free SPSA (Uesato et al. 2018) against PGD on the same subsample; a
-  gradient-free attack beating a white-box gradient attack means the gradients mislead.
-* `single_step`: FGSM (Goodfellow et al. 2015) against PGD; a one-step attack must not beat
-  an iterative one.
-* `unbounded`: PGD at eps = the whole input range with Madry's step 2.5 eps / steps (Shafahi
-  et al. table 9); every image is reachable, so accuracy must reach ~0 (at most
-  `audit_unbounded_max`).
+* the reference PGD (Madry et al. 2018; default 20 steps) and PGD with many steps (default
+  1000) at the same eps and step, and the reference with R random restarts;
+* APGD-CE (Croce & Hein 2020, arXiv:2003.01690; 100 iterations), which needs no step size;
+* FGSM (Goodfellow et al. 2015), a single step;
+* the gradient-free Square (Andriushchenko et al. 2020; `audit_square_queries` queries) and
+  SPSA (Uesato et al. 2018) on the first `audit_spsa_examples` examples;
+* PGD at eps = the whole input range with Madry's step 2.5 eps / steps (Shafahi et al.
+  table 9): every image is in reach, accuracy must reach ~0.
 
-`masking_audit` returns a JSON-ready dict; `write_audit` writes audit.json and audit.md.
+Each attack's per-example outcome (`evaluation.attack_outcome`) feeds
+`lrm_tf.eval.audit_verdict.judge`: paired McNemar exact tests, three verdicts (no sign,
+attack not converged, signs of masking) and the number to report (the per-example worst
+case at the evaluation's eps). `masking_audit` returns a JSON-ready dict; `write_audit`
+writes audit.json and audit.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -33,31 +34,21 @@ import tensorflow as tf
 from lrm_tf import attacks
 from lrm_tf.attacks.pgd import pgd_spec, proportional_eps_step
 from lrm_tf.config import AuditConfig, SpsaOptions, Threat
-from lrm_tf.eval.evaluation import accuracy_point
+from lrm_tf.eval import audit_verdict
+from lrm_tf.eval.evaluation import attack_outcome
 from lrm_tf.report.writer import write_report
 
 
-def _measure(model, images, labels, spec, threat, batch_size, seed, strategy, log, spsa=None):
-    entry = accuracy_point(model, images, labels, spec, threat, batch_size, seed, strategy, spsa)
-    log(
-        f"  {spec.name:<18} eps={threat.eps:.4g} step={threat.eps_step:.4g} "
-        f"restarts={threat.restarts}: {100 * entry['accuracy']:6.2f}% of {entry['examples']} "
-        f"({entry['seconds']:.0f}s)"
-    )
-    return entry
-
-
-def _check(name, weaker, stronger, tolerance, what):
-    """A sign of masking when `stronger` (the audit's extra attack) lowers accuracy by more
-    than `tolerance` below `weaker` (the reference attack on the same examples)."""
-    drop = weaker["accuracy"] - stronger["accuracy"]
-    sign = drop > tolerance
-    change = f"{-100 * drop:+.2f} points" if drop else "no change"
-    detail = (
-        f"{what}: {100 * weaker['accuracy']:.2f}% -> {100 * stronger['accuracy']:.2f}% "
-        f"({change}, tolerance {100 * tolerance:.1f})"
-    )
-    return {"check": name, "masking_sign": bool(sign), "drop": drop, "detail": detail}
+def _record(spec, threat: Threat, correct: np.ndarray, seconds: float) -> dict:
+    return {
+        "attack": spec.name,
+        "eps": threat.eps,
+        "eps_step": threat.eps_step,
+        "restarts": threat.restarts,
+        "accuracy": float(np.mean(correct)) if len(correct) else 0.0,
+        "examples": int(len(correct)),
+        "seconds": round(seconds, 2),
+    }
 
 
 def masking_audit(
@@ -72,7 +63,7 @@ def masking_audit(
     spsa: SpsaOptions | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Runs the audit's attacks on (images, labels) and judges each check.
+    """Runs the audit's attacks on (images, labels) and judges them.
 
     Args:
       model: a Keras model, a loaded SavedModel or a callable images -> logits.
@@ -87,112 +78,79 @@ def masking_audit(
       log: where the measurements and the verdict go.
 
     Returns:
-      A JSON-able dict: threat, config, spsa (options), seed, measurements (name ->
-      `evaluation.accuracy_point` record), checks (check, masking_sign, drop, detail),
-      masking_signs (the names of the checks that found a sign) and the verdict.
+      A JSON-able dict: threat, config, spsa (options), seed, measurements (name -> record:
+      attack, eps, eps_step, restarts, accuracy, examples, seconds) and what
+      `audit_verdict.judge` returns (verdict_kind, verdict, checks with their paired counts
+      and p-values, masking_signs, not_converged, too_weak, recommended, significance).
+
+    Raises:
+      ValueError: as for `evaluation.attack_accuracy` (bad images, options).
     """
     config = config or AuditConfig()
+    spsa = spsa or SpsaOptions()
     loss = config.audit_loss
     low_steps, high_steps = (int(k) for k in config.audit_steps)
     one = threat.replace(restarts=1)
-    run = lambda spec, t, x=images, y=labels, **kw: _measure(
-        model, x, y, spec, t, batch_size, seed, strategy, log, **kw
-    )
+    m: dict[str, dict] = {}
+    outcomes: dict[str, np.ndarray] = {}
+
+    def run(key, spec, t, n=None, **kw):
+        t0 = time.time()
+        x, y = (images, labels) if n is None else (images[:n], labels[:n])
+        out = attack_outcome(
+            model, x, y, spec, t, batch_size, seed, strategy, False, log=lambda _: None, **kw
+        )
+        outcomes[key] = np.asarray(out.correct, bool)
+        m[key] = e = _record(spec, t, outcomes[key], time.time() - t0)
+        log(
+            f"  {key:<19} {spec.name:<14} eps={t.eps:.4g} step={t.eps_step:.4g} "
+            f"restarts={t.restarts}: {100 * e['accuracy']:6.2f}% of {e['examples']} ({e['seconds']:.0f}s)"
+        )
+
     log(
         f"gradient-masking audit on {len(labels)} examples, eps={threat.eps:.4g}, "
         f"step={threat.eps_step:.4g}, loss={loss}"
     )
-    low, high = pgd_spec(low_steps, loss), pgd_spec(high_steps, loss)
-    fgsm = attacks.parse_attack("fgsm_xent").replace(loss=loss)
-    m: dict[str, dict] = {
-        "clean": run(attacks.parse_attack("clean"), one),
-        "fgsm": run(fgsm, one),
-        "pgd_low": run(low, one),
-        "pgd_high": run(high, one),
-        "pgd_low_restarts": run(low, threat.replace(restarts=config.audit_restarts)),
-    }
-    range_eps = threat.clip_max - threat.clip_min
-    unbounded_steps = config.audit_unbounded_steps
-    m["pgd_unbounded"] = run(
-        pgd_spec(unbounded_steps, loss),
-        one.replace(eps=range_eps, eps_step=proportional_eps_step(range_eps, unbounded_steps)),
-    )
-    checks: list[dict] = [
-        _check(
-            "steps",
-            m["pgd_low"],
-            m["pgd_high"],
-            config.audit_tolerance,
-            f"PGD-{low_steps} -> PGD-{high_steps}",
-        ),
-        _check(
-            "restarts",
-            m["pgd_low"],
-            m["pgd_low_restarts"],
-            config.audit_tolerance,
-            f"PGD-{low_steps}: 1 -> {config.audit_restarts} restarts",
-        ),
-    ]
-    spsa = spsa or SpsaOptions()
+    low = pgd_spec(low_steps, loss)
+    run("clean", attacks.parse_attack("clean"), one)
+    run("fgsm", attacks.parse_attack("fgsm_xent").replace(loss=loss), one)
+    run("pgd_low", low, one)
+    run("pgd_high", pgd_spec(high_steps, loss), one)
+    run("pgd_low_restarts", low, threat.replace(restarts=config.audit_restarts))
+    run("apgd_ce", attacks.parse_attack("apgd_ce"), one)
+    if config.audit_square_queries:
+        run("square", attacks.parse_attack(f"square{config.audit_square_queries}"), one)
     if config.audit_spsa_examples:
         n = min(config.audit_spsa_examples, len(labels))
         spsa = spsa.replace(spsa_examples=n)
         spsa_spec = attacks.parse_attack("spsa1").replace(steps=config.audit_spsa_iterations)
-        m["pgd_low_spsa_subset"] = run(low, one, images[:n], labels[:n])
-        m["spsa"] = run(spsa_spec, one, images[:n], labels[:n], spsa=spsa)
-        checks.append(
-            _check(
-                "spsa",
-                m["pgd_low_spsa_subset"],
-                m["spsa"],
-                config.audit_tolerance,
-                f"PGD-{low_steps} -> SPSA-{config.audit_spsa_iterations} "
-                f"({spsa.spsa_samples} samples) on the first {n} examples",
-            )
-        )
-    checks.append(
-        _check("single_step", m["pgd_low"], m["fgsm"], config.audit_tolerance, f"PGD-{low_steps} -> FGSM")
+        # The reference on the same subset: its per-example outcomes are the first n of the
+        # full run (the attacks key their randomness per example).
+        outcomes["pgd_low_spsa_subset"] = outcomes["pgd_low"][:n]
+        m["pgd_low_spsa_subset"] = {**m["pgd_low"], **_record(low, one, outcomes["pgd_low"][:n], 0.0)}
+        run("spsa", spsa_spec, one, n, spsa=spsa)
+    range_eps = threat.clip_max - threat.clip_min
+    steps = config.audit_unbounded_steps
+    unbounded = one.replace(eps=range_eps, eps_step=proportional_eps_step(range_eps, steps))
+    run(audit_verdict.UNBOUNDED, pgd_spec(steps, loss), unbounded)
+    verdict = audit_verdict.judge(
+        m,
+        outcomes,
+        eps=threat.eps,
+        eps_step=threat.eps_step,
+        ref_steps=low_steps,
+        level=config.audit_level,
+        min_effect=config.audit_tolerance,
+        unbounded_max=config.audit_unbounded_max,
     )
-    unbounded = m["pgd_unbounded"]["accuracy"]
-    limit = config.audit_unbounded_max
-    checks.append(
-        {
-            "check": "unbounded",
-            "masking_sign": bool(unbounded > limit),
-            "drop": m["clean"]["accuracy"] - unbounded,
-            "detail": f"PGD-{unbounded_steps} at eps={range_eps:g} (the whole input range): "
-            f"{100 * unbounded:.2f}% (must be <= {100 * limit:.1f}%)",
-        }
-    )
-    signs = [c for c in checks if c["masking_sign"]]
-    if signs:
-        verdict = (
-            "SIGNS OF GRADIENT MASKING: "
-            + "; ".join(c["detail"] for c in signs)
-            + f". Do not trust the PGD-{low_steps} accuracy "
-            f"({100 * m['pgd_low']['accuracy']:.2f}%); report the lowest accuracy "
-            f"measured ({100 * min(e['accuracy'] for k, e in m.items() if k != 'clean'):.2f}%"
-            " over the audit's attacks) and attack further."
-        )
-    else:
-        verdict = (
-            f"No sign of gradient masking in these {len(checks)} checks: more steps, "
-            "restarts"
-            + (", SPSA" if config.audit_spsa_examples else "")
-            + " and FGSM do not beat the evaluation's PGD by more than "
-            f"{100 * config.audit_tolerance:.1f} points, and the unbounded attack reaches "
-            f"{100 * unbounded:.2f}%. (Absence of these signs is not proof of robustness.)"
-        )
-    log(verdict)
+    log(verdict["verdict"])
     return {
         "threat": dataclasses.asdict(threat),
         "config": dataclasses.asdict(config),
         "spsa": dataclasses.asdict(spsa),
         "seed": seed,
         "measurements": m,
-        "checks": checks,
-        "masking_signs": [c["check"] for c in signs],
-        "verdict": verdict,
+        **verdict,
     }
 
 
@@ -221,10 +179,35 @@ def audit_markdown(audit: dict, title: str = "Gradient-masking audit") -> str:
             f"| {key} | {e['attack']} | {e['eps']:.4g} | {e['restarts']} | "
             f"{100 * e['accuracy']:.2f}% | {e['examples']} | {e['seconds']:.0f} |"
         )
-    lines += ["", "| check | sign of masking | evidence |", "|---|---|---|"]
+    sig = audit["significance"]
+    lines += [
+        "",
+        f"Rule: {sig['test']} at level {sig['level']:g}: b examples broken only by the attack "
+        "checked, c only by the one it is compared with, p the two-sided binomial p-value of b "
+        "in b + c at 1/2"
+        + (
+            f"; a masking sign also needs at least {100 * sig['min_effect']:.1f} points."
+            if sig["min_effect"]
+            else "."
+        ),
+        "",
+        "| check | kind | finding | n | b | c | p | evidence |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
     for c in audit["checks"]:
-        lines.append(f"| {c['check']} | {'YES' if c['masking_sign'] else 'no'} | {c['detail']} |")
-    lines += ["", f"**Verdict.** {audit['verdict']}", ""]
+        p = f"{c['p_value']:.3g}" if "p_value" in c else ""
+        lines.append(
+            f"| {c['check']} | {c['kind']} | {'YES' if c['finding'] else 'no'} | {c.get('n', '')} | "
+            f"{c.get('b', '')} | {c.get('c', '')} | {p} | {c['detail']} |"
+        )
+    rec = audit["recommended"]
+    lines += [
+        "",
+        f"**Verdict: {audit['verdict_kind']}.** {audit['verdict']}",
+        "",
+        f"**Report:** {100 * rec['accuracy']:.2f}% ({rec['how']}: {', '.join(rec['attacks'])}).",
+        "",
+    ]
     return "\n".join(lines)
 
 
