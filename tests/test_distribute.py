@@ -189,7 +189,8 @@ def test_mirrored_alp_run_matches_one_device(tmp_path):
     _finish(procs)
     r1 = json.loads((one / "results.json").read_text())
     r2 = json.loads((two / "results.json").read_text())
-    assert set(r1) == set(r2) == {"clean", "pgd3_xent"}
+    # (plus the per-example worst case over them, a row every evaluation writes since issue 13)
+    assert set(r1) == set(r2) == {"clean", "pgd3_xent", "worst_case"}
     for name in r1:
         assert r1[name]["examples"] == r2[name]["examples"] == 64
         assert r1[name]["params"] == r2[name]["params"]

@@ -313,6 +313,13 @@ if __name__ != "__main__":
     # ------------------------------------------------------------------------- the reader
     with open(os.path.join(HERE, "data", "resolved_flags_before_redesign.json")) as f:
         BEFORE = json.load(f)
+    with open(os.path.join(HERE, "data", "resolved_flags_changes.json")) as f:
+        for _stem, _flags in json.load(f).items():
+            if not _stem.startswith("_"):
+                BEFORE[_stem] = {
+                    **BEFORE[_stem],
+                    **{k: v for k, v in _flags.items() if not k.startswith("_")},
+                }
 
     def same_value(text, before):
         """`text` (as a flagfile writes it) parses to `before` (the recorded flags.json value)."""
