@@ -5,9 +5,7 @@ initialises): `python replica_eval_script.py MODEL.keras REPLICAS` evaluates und
 MirroredStrategy of REPLICAS logical CPUs and prints `measure`'s JSON object.
 """
 
-import json
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -49,20 +47,7 @@ def measure(model, strategy) -> dict:
     return report
 
 
-def main():
-    from lrm_tf.training.distribute import split_logical_cpus
-
-    devices = split_logical_cpus(int(sys.argv[2]))
-    import tensorflow as tf
-
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from eval_test_utils import load_model
-
-    strategy = tf.distribute.MirroredStrategy(devices)
-    with strategy.scope():
-        model = load_model(sys.argv[1])
-    print(json.dumps(measure(model, strategy)))
-
-
 if __name__ == "__main__":
-    main()
+    from replica_main import run
+
+    run(measure)
