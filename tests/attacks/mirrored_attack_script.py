@@ -1,6 +1,11 @@
-"""Run by test_attack_mirrored.py in a fresh process (logical devices must be configured
-before TensorFlow initialises): attacks under a two-replica MirroredStrategy on CPU against
-the same attacks on one device. Prints one JSON object: attack name -> max |difference|."""
+"""Run by the attack tests in a fresh process (logical devices must be configured before
+TensorFlow initialises): attacks under a two-replica MirroredStrategy on CPU against the same
+attacks on one device. Prints one JSON object: attack name -> max |difference|, and
+name + "/moved" -> max |x_adv - x|.
+
+`python mirrored_attack_script.py [ATTACK ...] [--predicted_labels]`: the attacks (default
+ATTACKS); --predicted_labels attacks the model's own predictions instead of the batch's labels
+(for attacks that leave clean-misclassified examples alone: APGD, FAB, Square)."""
 
 import json
 import os
@@ -33,13 +38,15 @@ ATTACKS = [
 ]
 
 
-def main():
+def main(attacks=ATTACKS, predicted_labels=False):
     devices = [d.name for d in tf.config.list_logical_devices("CPU")]
     assert len(devices) == 2, devices
     strategy = tf.distribute.MirroredStrategy(devices)
     with strategy.scope():
         model = make_conv_model()
     x, y = make_batch(batch=7)  # odd: the replicas get 4 and 3 examples
+    if predicted_labels:
+        y = tf.argmax(model(x), -1)
     seed = tf.constant([11, 12], tf.int64)
     split = [0, 4, 7]
 
@@ -50,7 +57,7 @@ def main():
 
     x_dist, y_dist = per_replica(x), per_replica(y)
     report = {"replicas": strategy.num_replicas_in_sync}
-    for name in ATTACKS:
+    for name in attacks:
         attack = build_attack(
             name, model, Threat(eps=0.1, eps_step=0.03, restarts=2), SpsaOptions(spsa_samples=8)
         )
@@ -63,4 +70,5 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    names = [a for a in sys.argv[1:] if not a.startswith("--")]
+    main(names or ATTACKS, predicted_labels="--predicted_labels" in sys.argv)

@@ -242,30 +242,14 @@ def test_graph_does_not_grow_with_queries(family):
 def test_mirrored_strategy_matches_single_device():
     # The shared script, with Square's names, and labels the model predicts (Square leaves an
     # example misclassified at the clean input unchanged).
-    code = """
-import mirrored_attack_script as m
-import tensorflow as tf
-from attack_test_utils import make_batch
-
-def predicted_batch(batch):
-    x, _ = make_batch(batch=batch)
-    return x, tf.argmax(m.make_conv_model()(x), -1)
-
-m.ATTACKS = ["square30", "square30_l2", "square5"]
-m.make_batch = predicted_batch
-m.main()
-"""
+    script = os.path.join(HERE, "mirrored_attack_script.py")
+    names = ["square30", "square30_l2", "square5"]
     result = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, script, *names, "--predicted_labels"],
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=HERE,
-        env={
-            **os.environ,
-            "TF_CPP_MIN_LOG_LEVEL": "3",
-            "PYTHONPATH": os.pathsep.join([HERE, os.path.dirname(os.path.dirname(HERE))]),
-        },
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
