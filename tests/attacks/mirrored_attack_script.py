@@ -3,9 +3,10 @@ TensorFlow initialises): attacks under a two-replica MirroredStrategy on CPU aga
 attacks on one device. Prints one JSON object: attack name -> max |difference|, and
 name + "/moved" -> max |x_adv - x|.
 
-`python mirrored_attack_script.py [ATTACK ...] [--predicted_labels]`: the attacks (default
-ATTACKS); --predicted_labels attacks the model's own predictions instead of the batch's labels
-(for attacks that leave clean-misclassified examples alone: APGD, FAB, Square)."""
+`python mirrored_attack_script.py [ATTACK ...] [--predicted_labels] [--l2_eps=E]`: the attacks
+(default ATTACKS); --predicted_labels attacks the model's own predictions instead of the
+batch's labels (for attacks that leave clean-misclassified examples alone: APGD, FAB, Square);
+--l2_eps: the eps of L2 attacks (default 0.1, as L-inf's)."""
 
 import json
 import os
@@ -22,7 +23,7 @@ tf.config.set_logical_device_configuration(
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from attack_test_utils import make_batch, make_conv_model  # noqa: E402
 
-from lrm_tf.attacks import build_attack  # noqa: E402
+from lrm_tf.attacks import build_attack, parse_attack  # noqa: E402
 from lrm_tf.config import SpsaOptions, Threat  # noqa: E402
 
 ATTACKS = [
@@ -38,7 +39,7 @@ ATTACKS = [
 ]
 
 
-def main(attacks=ATTACKS, predicted_labels=False):
+def main(attacks=ATTACKS, predicted_labels=False, l2_eps=0.1):
     devices = [d.name for d in tf.config.list_logical_devices("CPU")]
     assert len(devices) == 2, devices
     strategy = tf.distribute.MirroredStrategy(devices)
@@ -58,8 +59,9 @@ def main(attacks=ATTACKS, predicted_labels=False):
     x_dist, y_dist = per_replica(x), per_replica(y)
     report = {"replicas": strategy.num_replicas_in_sync}
     for name in attacks:
+        eps = l2_eps if parse_attack(name).norm == "l2" else 0.1
         attack = build_attack(
-            name, model, Threat(eps=0.1, eps_step=0.03, restarts=2), SpsaOptions(spsa_samples=8)
+            name, model, Threat(eps=eps, eps_step=0.03, restarts=2), SpsaOptions(spsa_samples=8)
         )
         single = tf.function(attack)(x, y, seed)
         distributed_fn = tf.function(lambda xs, ys: strategy.run(attack, args=(xs, ys, seed)))
@@ -71,4 +73,5 @@ def main(attacks=ATTACKS, predicted_labels=False):
 
 if __name__ == "__main__":
     names = [a for a in sys.argv[1:] if not a.startswith("--")]
-    main(names or ATTACKS, predicted_labels="--predicted_labels" in sys.argv)
+    l2_eps = [float(a.split("=")[1]) for a in sys.argv[1:] if a.startswith("--l2_eps=")]
+    main(names or ATTACKS, predicted_labels="--predicted_labels" in sys.argv, l2_eps=(l2_eps or [0.1])[0])

@@ -315,40 +315,12 @@ def test_fab_graph_does_not_grow_with_iterations(logits_fn, name):
     assert large <= small
 
 
-MIRRORED_SCRIPT = """
-import json, os, sys
-import tensorflow as tf
-tf.config.set_logical_device_configuration(
-    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
-sys.path.insert(0, sys.argv[1])
-from attack_test_utils import make_batch, make_conv_model
-from lrm_tf.attacks import build_attack
-from lrm_tf.config import Threat
-strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
-with strategy.scope():
-    model = make_conv_model()
-x, y = make_batch(batch=7)
-y = tf.argmax(model(x), -1)
-seed = tf.constant([11, 12], tf.int64)
-split = [0, 4, 7]
-def per_replica(values):
-    return strategy.experimental_distribute_values_from_function(
-        lambda ctx: values[split[ctx.replica_id_in_sync_group] : split[ctx.replica_id_in_sync_group + 1]])
-report = {}
-for name, eps in (("fab5_t", 0.1), ("fab5_l2_t", 0.5)):
-    attack = build_attack(name, model, Threat(eps=eps, eps_step=0.01))
-    single = tf.function(attack)(x, y, seed)
-    run = tf.function(lambda xs, ys: strategy.run(attack, args=(xs, ys, seed)))
-    gathered = strategy.gather(run(per_replica(x), per_replica(y)), axis=0)
-    report[name] = [float(tf.reduce_max(tf.abs(gathered - single))), float(tf.reduce_max(tf.abs(single - x)))]
-print(json.dumps(report))
-"""
-
-
 def test_fab_mirrored_matches_single_device():
-    here = os.path.dirname(os.path.abspath(__file__))
+    # The shared script; FAB-T attacks only clean-correct points: the model's own predictions.
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mirrored_attack_script.py")
+    names = ["fab5_t", "fab5_l2_t"]
     result = subprocess.run(
-        [sys.executable, "-c", MIRRORED_SCRIPT, here],
+        [sys.executable, script, *names, "--predicted_labels", "--l2_eps=0.5"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -356,6 +328,8 @@ def test_fab_mirrored_matches_single_device():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    for name, (difference, moved) in report.items():
+    assert report.pop("replicas") == 2
+    for name in names:
+        difference, moved = report[name], report[name + "/moved"]
         assert difference <= 1e-5, (name, difference)
         assert moved > 0.01, name
