@@ -32,7 +32,11 @@ def check_model() -> None:
 
 
 def check_objective(objective, threat, eval_attacks, num_classes: int, dataset: str) -> None:
-    """The label-smoothing bound (needs the dataset's classes) and PGD's step against eps."""
+    """The label-smoothing bound (needs the dataset's classes) and PGD's step against eps.
+
+    Only evaluation attacks are held to step <= eps: a training attack may take larger steps
+    (fast adversarial training's single step of 1.25 eps, Wong et al. 2020), and its step is
+    --adv_train_eps_step, not --eps_step."""
     if objective.label_smoothing_form == "lrm" and objective.label_smoothing > 1 - 1 / num_classes:
         raise UsageError(
             f"--label_smoothing={objective.label_smoothing:g}: the lrm form needs s in "
@@ -40,7 +44,7 @@ def check_objective(objective, threat, eval_attacks, num_classes: int, dataset: 
         )
     from lrm_tf import attacks
 
-    for name in [*eval_attacks, *([objective.adv_train] if objective.adv_train else [])]:
+    for name in eval_attacks:
         spec = attacks.parse_attack(name)
         if spec.family == "pgd" and spec.norm == "linf" and threat.eps_step > threat.eps:
             raise UsageError(

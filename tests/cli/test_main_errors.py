@@ -110,3 +110,14 @@ def test_cloud_model_dir_creates_no_local_folder(tmp_path, monkeypatch):
         code = main.run_argv(["lrm_tf", "--model_dir=gs://bucket/run", "--train_steps=1", "--export=false"])
     assert code == 2 and "--model_dir=gs://bucket/run" in stderr.getvalue()
     assert list(tmp_path.iterdir()) == []  # before: exit 0 and ./gs:/bucket/run
+
+
+def test_training_attack_may_step_beyond_eps(tmp_path):
+    # Fast adversarial training (Wong et al. 2020) takes one step of 1.25 eps from a random
+    # start; only evaluation PGD is held to eps_step <= eps (the BAD_INPUTS row above).
+    args = ["--synthetic_data=8", "--batch_size=4", "--train_steps=1", "--eval_attacks=clean"]
+    args += ["--adv_train=pgd1_xent", "--eps=0.3", "--adv_train_eps_step=0.375"]
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        code = main.run_argv(["lrm_tf", f"--model_dir={tmp_path / 'run'}", *args])
+    assert code == 0, stderr.getvalue()
