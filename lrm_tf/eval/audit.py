@@ -35,7 +35,10 @@ from lrm_tf import attacks
 from lrm_tf.attacks.pgd import pgd_spec, proportional_eps_step
 from lrm_tf.config import AuditConfig, SpsaOptions, Threat
 from lrm_tf.eval import audit_verdict
+from lrm_tf.eval.cost import attack_cost
 from lrm_tf.eval.evaluation import attack_outcome
+from lrm_tf.report import progress as progress_lines
+from lrm_tf.report.progress import Report
 from lrm_tf.report.writer import write_report
 
 
@@ -62,6 +65,7 @@ def masking_audit(
     strategy: tf.distribute.Strategy | None = None,
     spsa: SpsaOptions | None = None,
     log: Callable[[str], None] = print,
+    progress: bool | Report = True,
 ) -> dict:
     """Runs the audit's attacks on (images, labels) and judges them.
 
@@ -76,6 +80,9 @@ def masking_audit(
       spsa: SPSA's options (None: `SpsaOptions()`); its `spsa_examples` is replaced by
         `config.audit_spsa_examples`.
       log: where the measurements and the verdict go.
+      progress: True: one progress line for the whole audit, per measurement and batch,
+        weighted by each attack's cost (`lrm_tf.report.progress`); False: none; a
+        report(fraction, note).
 
     Returns:
       A JSON-able dict: threat, config, spsa (options), seed, measurements (name -> record:
@@ -93,46 +100,63 @@ def masking_audit(
     one = threat.replace(restarts=1)
     m: dict[str, dict] = {}
     outcomes: dict[str, np.ndarray] = {}
-
-    def run(key, spec, t, n=None, **kw):
-        t0 = time.time()
-        x, y = (images, labels) if n is None else (images[:n], labels[:n])
-        out = attack_outcome(
-            model, x, y, spec, t, batch_size, seed, strategy, False, log=lambda _: None, **kw
+    low = pgd_spec(low_steps, loss)
+    plan = [  # (key, attack, threat, examples)
+        ("clean", attacks.parse_attack("clean"), one, len(labels)),
+        ("fgsm", attacks.parse_attack("fgsm_xent").replace(loss=loss), one, len(labels)),
+        ("pgd_low", low, one, len(labels)),
+        ("pgd_high", pgd_spec(high_steps, loss), one, len(labels)),
+        ("pgd_low_restarts", low, threat.replace(restarts=config.audit_restarts), len(labels)),
+        ("apgd_ce", attacks.parse_attack("apgd_ce"), one, len(labels)),
+    ]
+    if config.audit_square_queries:
+        plan.append(
+            ("square", attacks.parse_attack(f"square{config.audit_square_queries}"), one, len(labels))
         )
-        outcomes[key] = np.asarray(out.correct, bool)
-        m[key] = e = _record(spec, t, outcomes[key], time.time() - t0)
-        log(
-            f"  {key:<19} {spec.name:<14} eps={t.eps:.4g} step={t.eps_step:.4g} "
-            f"restarts={t.restarts}: {100 * e['accuracy']:6.2f}% of {e['examples']} ({e['seconds']:.0f}s)"
-        )
+    if config.audit_spsa_examples:
+        spsa = spsa.replace(spsa_examples=min(config.audit_spsa_examples, len(labels)))
+        spsa_spec = attacks.parse_attack("spsa1").replace(steps=config.audit_spsa_iterations)
+        plan.append(("spsa", spsa_spec, one, spsa.spsa_examples))
+    range_eps = threat.clip_max - threat.clip_min
+    steps = config.audit_unbounded_steps
+    unbounded = one.replace(eps=range_eps, eps_step=proportional_eps_step(range_eps, steps))
+    plan.append((audit_verdict.UNBOUNDED, pgd_spec(steps, loss), unbounded, len(labels)))
 
     log(
         f"gradient-masking audit on {len(labels)} examples, eps={threat.eps:.4g}, "
         f"step={threat.eps_step:.4g}, loss={loss}"
     )
-    low = pgd_spec(low_steps, loss)
-    run("clean", attacks.parse_attack("clean"), one)
-    run("fgsm", attacks.parse_attack("fgsm_xent").replace(loss=loss), one)
-    run("pgd_low", low, one)
-    run("pgd_high", pgd_spec(high_steps, loss), one)
-    run("pgd_low_restarts", low, threat.replace(restarts=config.audit_restarts))
-    run("apgd_ce", attacks.parse_attack("apgd_ce"), one)
-    if config.audit_square_queries:
-        run("square", attacks.parse_attack(f"square{config.audit_square_queries}"), one)
-    if config.audit_spsa_examples:
-        n = min(config.audit_spsa_examples, len(labels))
-        spsa = spsa.replace(spsa_examples=n)
-        spsa_spec = attacks.parse_attack("spsa1").replace(steps=config.audit_spsa_iterations)
-        # The reference on the same subset: its per-example outcomes are the first n of the
-        # full run (the attacks key their randomness per example).
-        outcomes["pgd_low_spsa_subset"] = outcomes["pgd_low"][:n]
-        m["pgd_low_spsa_subset"] = {**m["pgd_low"], **_record(low, one, outcomes["pgd_low"][:n], 0.0)}
-        run("spsa", spsa_spec, one, n, spsa=spsa)
-    range_eps = threat.clip_max - threat.clip_min
-    steps = config.audit_unbounded_steps
-    unbounded = one.replace(eps=range_eps, eps_step=proportional_eps_step(range_eps, steps))
-    run(audit_verdict.UNBOUNDED, pgd_spec(steps, loss), unbounded)
+    with progress_lines.reporting("audit", progress) as report:
+        weights = [attack_cost(spec, t, spsa) * n for _, spec, t, n in plan]
+        prefixes = [f"{i}/{len(plan)} {key} ({spec.name}): " for i, (key, spec, *_) in enumerate(plan, 1)]
+        for (key, spec, t, n), part in zip(plan, progress_lines.split(report, weights, prefixes)):
+            if key == "spsa":
+                # The reference on the same subset: its per-example outcomes are the first n of
+                # the full run (the attacks key their randomness per example).
+                outcomes["pgd_low_spsa_subset"] = outcomes["pgd_low"][:n]
+                m["pgd_low_spsa_subset"] = {**m["pgd_low"], **_record(low, one, outcomes["pgd_low"][:n], 0.0)}
+            t0 = time.time()
+            out = attack_outcome(
+                model,
+                images[:n],
+                labels[:n],
+                spec,
+                t,
+                batch_size,
+                seed,
+                strategy,
+                part,
+                spsa,
+                log=lambda _: None,
+            )
+            outcomes[key] = np.asarray(out.correct, bool)
+            m[key] = e = _record(spec, t, outcomes[key], time.time() - t0)
+            progress_lines.say(
+                report,
+                f"  {key:<19} {spec.name:<14} eps={t.eps:.4g} step={t.eps_step:.4g} restarts={t.restarts}: "
+                f"{100 * e['accuracy']:6.2f}% of {e['examples']} ({e['seconds']:.0f}s)",
+                log,
+            )
     verdict = audit_verdict.judge(
         m,
         outcomes,

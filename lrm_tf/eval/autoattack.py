@@ -27,6 +27,8 @@ from lrm_tf.attacks.apgd import dlr_loss
 from lrm_tf.attacks.spec import AttackSpec
 from lrm_tf.config import Threat
 from lrm_tf.eval.batching import Outcome, map_batches
+from lrm_tf.eval.cost import CHECKS, attack_cost
+from lrm_tf.report import progress as progress_lines
 
 RANDOM_PASSES = 5  # forward passes compared by the randomness check (the reference's 5)
 SOFTMAX_TOLERANCE = 1e-5  # |sum - 1| of outputs that count as probabilities
@@ -133,7 +135,7 @@ def run_ensemble(
     strategy: tf.distribute.Strategy | None = None,
     options=None,
     keep_adversarial: bool = False,
-    progress: bool = True,
+    progress: bool | progress_lines.Report = True,
     log=print,
 ) -> Outcome:
     """Runs an ensemble (`autoattack`, `autoattack_rand`) as AutoAttack does.
@@ -148,7 +150,9 @@ def run_ensemble(
         hold only the points still robust.
       options: a family's options object, passed to the stages of that family.
       keep_adversarial: return the adversarial examples (clean x where no stage succeeded).
-      progress: a progress bar per stage with the running robust accuracy.
+      progress: True: a progress line (`lrm_tf.report.progress.Task`) for the checks and one
+        per stage, with the running robust accuracy; False: none; a report(fraction, note):
+        the checks and the stages as parts of it, weighted by their estimated cost.
       log: where the stage lines go.
 
     Returns:
@@ -160,8 +164,6 @@ def run_ensemble(
     Raises:
       ValueError: a stage's attack is not registered, or lacks an option the ensemble sets.
     """
-    import keras
-
     strategy = strategy or tf.distribute.get_strategy()
     logits_fn = as_logits_fn(model)
     n = len(labels)
@@ -169,9 +171,17 @@ def run_ensemble(
     labels = np.asarray(labels, np.int64)
     stage_attacks = ensemble.stage_attacks(spec, logits_fn, threat, options)
     classes = int(logits_fn(tf.constant(images[:1])).shape[-1]) if n else 0
+    costs = [CHECKS] + [
+        attack_cost(fn.spec, ensemble.stage_threat(threat), ensemble.stage_options(stage, fn.spec, options))
+        for stage, fn in stage_attacks
+    ]
+    shares = _Shares(progress, costs)
     t0 = time.time()
     check_fn = _check_values(logits_fn, classes)
-    checks = _gather(map_batches(check_fn, images, labels, batch_size, seed, strategy), [0, 4])
+    with shares.stage(f"{spec.name} checks", n) as tell:
+        checks = _gather(
+            _reported(map_batches(check_fn, images, labels, batch_size, seed, strategy), tell, n), [0, 4]
+        )
     robust = checks[:, 0] > 0.5
     warnings = check_warnings(checks, classes, spec) if n else []
     state = _State(robust, images.copy() if keep_adversarial else None, np.zeros([n]), np.zeros([n], bool))
@@ -182,14 +192,14 @@ def run_ensemble(
         index = np.flatnonzero(state.robust)
         name = attack_fn.spec.name
         log(f"{spec.name} stage {number}/{len(stage_attacks)}: {name} on {len(index)} robust points")
-        bar = keras.utils.Progbar(len(index), unit_name="point", verbose=1 if progress and len(index) else 0)
         fn = _stage_values(attack_fn, logits_fn, spec.norm, keep_adversarial)
-        if len(index):
-            for start, done, values in _spans(
-                map_batches(fn, images[index], labels[index], batch_size, seed, strategy)
-            ):
+        label = f"{spec.name} {number}/{len(stage_attacks)} {name}"
+        with shares.stage(label, len(index)) as tell:
+            batches = map_batches(fn, images[index], labels[index], batch_size, seed, strategy)
+            for start, done, values in _spans(batches):
                 state.update(index[start:done], values)
-                bar.update(done, values=[("robust accuracy", state.robust.sum() / n)])
+                robust = 100 * state.robust.sum() / n
+                tell(done / len(index), f"{done}/{len(index)} points, robust accuracy {robust:.2f}%")
         report.append(_stage_record(name, state.robust, n, len(index), time.time() - t0))
         log(f"  robust accuracy after {name}: {100 * report[-1]['robust_accuracy']:.2f}%")
     warnings += _square_warnings(report, [s for s, _ in stage_attacks])
@@ -222,6 +232,39 @@ class _State:
         self.nan[rows] |= values["nan"] > 0
         if self.x_adv is not None:
             self.x_adv[rows[broken]] = values["x_adv"][broken]
+
+
+class _Shares:
+    """The report of each part of an ensemble run (the checks, then each stage).
+
+    progress True: a `Task` per part; a report: the parts share it in proportion to their
+    cost per point times their points, the stages still to come counted on the points of the
+    current one (at most that many remain robust); False: nothing.
+    """
+
+    def __init__(self, progress, costs: list[float]):
+        self.progress, self.costs = progress, costs
+        self.part, self.start = 0, 0.0
+
+    def stage(self, label: str, points: int):
+        """A context giving the report of the next part, run on `points` points."""
+        number, self.part = self.part, self.part + 1
+        if self.progress is True:
+            return progress_lines.Task(label) if points else progress_lines.reporting(label, False)
+        if not self.progress:
+            return progress_lines.reporting(label, False)
+        later = sum(self.costs[number:]) * max(points, 1)
+        end = self.start + (1.0 - self.start) * self.costs[number] * max(points, 1) / later
+        report = progress_lines.part(self.progress, self.start, end, f"{label}: ")
+        self.start = end
+        return progress_lines.reporting(label, report)
+
+
+def _reported(batches, tell, n: int):
+    """The batches of `map_batches`, reporting each to `tell`."""
+    for done, values in batches:
+        tell(done / n, f"{done}/{n} points")
+        yield done, values
 
 
 def _spans(batches):

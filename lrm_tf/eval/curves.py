@@ -24,8 +24,11 @@ import tensorflow as tf
 from lrm_tf import attacks
 from lrm_tf.attacks.pgd import STEP_FACTOR, pgd_spec, proportional_eps_step
 from lrm_tf.config import CurvesConfig, Threat
+from lrm_tf.eval.cost import attack_cost
 from lrm_tf.eval.curve_plots import plot_curve, write_curve
 from lrm_tf.eval.evaluation import accuracy_point
+from lrm_tf.report import progress as progress_lines
+from lrm_tf.report.progress import Report
 
 # Shafahi et al. tables 10 and 11: the restart counts and step counts they report.
 PAPER_RESTARTS = tuple(range(1, 10))
@@ -75,7 +78,15 @@ def _threat(threat: Threat | None, **changes) -> Threat:
     return threat.replace(**changes) if threat is not None else Threat(**changes)
 
 
-def _eps_point(model, images, labels, spec, eps, eps_step, threat, batch_size, seed, strategy):
+def _point_reports(report: Report, name: str, values, costs) -> list[Report]:
+    """One part of the curve's report per point, weighted by the point's cost."""
+    n = len(values)
+    return progress_lines.split(
+        report, costs, [f"point {i}/{n}, {name} {v:g}: " for i, v in enumerate(values, 1)]
+    )
+
+
+def _eps_point(model, images, labels, spec, eps, eps_step, threat, batch_size, seed, strategy, progress):
     if eps > 0:
         return accuracy_point(
             model,
@@ -86,6 +97,7 @@ def _eps_point(model, images, labels, spec, eps, eps_step, threat, batch_size, s
             batch_size,
             seed,
             strategy,
+            progress=progress,
             x=eps,
         )
     # A ball of radius 0 holds only x, so PGD returns x and its accuracy is the clean one
@@ -99,6 +111,7 @@ def _eps_point(model, images, labels, spec, eps, eps_step, threat, batch_size, s
         batch_size,
         seed,
         strategy,
+        progress=progress,
         x=eps,
     )
     return {**point, "attack": spec.name, "eps": eps, "eps_step": eps_step}
@@ -117,6 +130,7 @@ def eps_sweep(
     norm: str = "linf",
     batch_size: int = 500,
     strategy: tf.distribute.Strategy | None = None,
+    progress: bool | Report = False,
 ) -> dict:
     """Accuracy under PGD-`steps` with `attack_loss` at each eps (Shafahi table 9).
 
@@ -134,27 +148,33 @@ def eps_sweep(
       norm: 'linf' or 'l2'.
       batch_size: evaluation batch size.
       strategy: a `tf.distribute.Strategy` (default: the current one).
+      progress: True: a progress line per point and batch (`lrm_tf.report.progress`);
+        False: none; a report(fraction, note): the points as parts of it, weighted by cost.
 
     Returns:
       A JSON-able dict: curve, x, attack, steps, loss, norm, eps_step_rule, seed and the
       points (`evaluation.accuracy_point` records with x = eps).
     """
     spec = pgd_spec(steps, attack_loss, norm)
-    points = [
-        _eps_point(
-            model,
-            images,
-            labels,
-            spec,
-            float(eps),
-            float(eps_step_fn(eps, steps)),
-            threat,
-            batch_size,
-            seed,
-            strategy,
-        )
-        for eps in eps_values
-    ]
+    cost = attack_cost(spec, _threat(threat, eps=1.0, eps_step=1.0))
+    with progress_lines.reporting("curve eps", progress) as report:
+        parts = _point_reports(report, "eps", eps_values, [cost if eps > 0 else 1.0 for eps in eps_values])
+        points = [
+            _eps_point(
+                model,
+                images,
+                labels,
+                spec,
+                float(eps),
+                float(eps_step_fn(eps, steps)),
+                threat,
+                batch_size,
+                seed,
+                strategy,
+                part,
+            )
+            for eps, part in zip(eps_values, parts)
+        ]
     return {
         "curve": "eps",
         "x": "eps",
@@ -179,12 +199,13 @@ def steps_sweep(
     norm: str = "linf",
     batch_size: int = 500,
     strategy: tf.distribute.Strategy | None = None,
+    progress: bool | Report = False,
 ) -> dict:
     """Accuracy under PGD-k for each k at the threat's eps and step (Shafahi table 11 uses
     the CW loss of Carlini & Wagner 2017, hence the default).
 
     Args:
-      model, images, labels, seed, norm, batch_size, strategy: as for `eps_sweep`.
+      model, images, labels, seed, norm, batch_size, strategy, progress: as for `eps_sweep`.
       steps_values: the step counts k.
       threat: eps, step, range, restarts and label choice of every point.
       attack_loss: 'xent' or 'cw'.
@@ -193,21 +214,25 @@ def steps_sweep(
       A JSON-able dict: curve, x, loss, norm, eps, eps_step, seed and the points (x = k).
     """
     base = pgd_spec(1, attack_loss, norm)
-    points = [
-        accuracy_point(
-            model,
-            images,
-            labels,
-            base.replace(steps=int(k)),
-            threat,
-            batch_size,
-            seed,
-            strategy,
-            x=int(k),
-            steps=int(k),
-        )
-        for k in steps_values
-    ]
+    specs = [base.replace(steps=int(k)) for k in steps_values]
+    with progress_lines.reporting("curve steps", progress) as report:
+        parts = _point_reports(report, "steps", steps_values, [attack_cost(s, threat) for s in specs])
+        points = [
+            accuracy_point(
+                model,
+                images,
+                labels,
+                s,
+                threat,
+                batch_size,
+                seed,
+                strategy,
+                progress=part,
+                x=int(k),
+                steps=int(k),
+            )
+            for k, s, part in zip(steps_values, specs, parts)
+        ]
     return {
         "curve": "steps",
         "x": "steps",
@@ -232,12 +257,13 @@ def restarts_sweep(
     norm: str = "linf",
     batch_size: int = 500,
     strategy: tf.distribute.Strategy | None = None,
+    progress: bool | Report = False,
 ) -> dict:
     """Accuracy under PGD-`steps` with each number of random restarts, the worst case kept
     per example (Shafahi table 10).
 
     Args:
-      model, images, labels, seed, norm, batch_size, strategy: as for `eps_sweep`.
+      model, images, labels, seed, norm, batch_size, strategy, progress: as for `eps_sweep`.
       restarts_values: the restart counts.
       threat: eps, step, range and label choice; its restarts are replaced at each point.
       steps: PGD steps.
@@ -248,12 +274,15 @@ def restarts_sweep(
       points (x = restarts).
     """
     spec = pgd_spec(steps, attack_loss, norm)
-    points = [
-        accuracy_point(
-            model, images, labels, spec, threat.replace(restarts=int(r)), batch_size, seed, strategy, x=int(r)
-        )
-        for r in restarts_values
-    ]
+    threats = [threat.replace(restarts=int(r)) for r in restarts_values]
+    with progress_lines.reporting("curve restarts", progress) as report:
+        parts = _point_reports(report, "restarts", restarts_values, [attack_cost(spec, t) for t in threats])
+        points = [
+            accuracy_point(
+                model, images, labels, spec, t, batch_size, seed, strategy, progress=part, x=t.restarts
+            )
+            for t, part in zip(threats, parts)
+        ]
     return {
         "curve": "restarts",
         "x": "restarts",
@@ -290,6 +319,7 @@ def run_curves(
     seed: int = 0,
     strategy: tf.distribute.Strategy | None = None,
     log: Callable[[str], None] = print,
+    progress: bool = True,
 ) -> dict[str, dict]:
     """The curves named in `which`, written as curve_<name>.json and curve_<name>.png.
 
@@ -308,6 +338,7 @@ def run_curves(
       restarts_values: the restarts sweep's counts, PGD-`steps` at the threat's eps and step.
       batch_size, seed, strategy: as for `evaluation.attack_accuracy`.
       log: where the one-line summaries go.
+      progress: a progress line per curve, per point and batch (`lrm_tf.report.progress`).
 
     Returns:
       {name: curve} for each name in `which`.
@@ -325,45 +356,14 @@ def run_curves(
     curves = {}
     for kind in which:
         t0 = time.time()
+        data, kw = (model, images, labels), dict(batch_size=batch_size, strategy=strategy, progress=progress)
         if kind == "eps":
-            curve = eps_sweep(
-                model,
-                images,
-                labels,
-                eps_values or default_eps_values(threat.eps),
-                steps,
-                proportional_eps_step,
-                attack_loss,
-                seed,
-                threat,
-                batch_size=batch_size,
-                strategy=strategy,
-            )
+            eps = eps_values or default_eps_values(threat.eps)
+            curve = eps_sweep(*data, eps, steps, proportional_eps_step, attack_loss, seed, threat, **kw)
         elif kind == "steps":
-            curve = steps_sweep(
-                model,
-                images,
-                labels,
-                steps_values,
-                threat,
-                attack_loss,
-                seed,
-                batch_size=batch_size,
-                strategy=strategy,
-            )
+            curve = steps_sweep(*data, steps_values, threat, attack_loss, seed, **kw)
         else:
-            curve = restarts_sweep(
-                model,
-                images,
-                labels,
-                restarts_values,
-                threat,
-                steps,
-                attack_loss,
-                seed,
-                batch_size=batch_size,
-                strategy=strategy,
-            )
+            curve = restarts_sweep(*data, restarts_values, threat, steps, attack_loss, seed, **kw)
         _, png = write_curve(out_dir, f"curve_{kind}", curve)
         summary = ", ".join(f"{p['x']}: {100 * p['accuracy']:.2f}%" for p in curve["points"])
         log(f"curve {kind} ({time.time() - t0:.0f}s): {summary} -> {png}")

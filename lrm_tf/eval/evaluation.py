@@ -25,6 +25,8 @@ from lrm_tf.config import SpsaOptions, Threat
 from lrm_tf.eval import worst_case
 from lrm_tf.eval.batching import Outcome, map_batches
 from lrm_tf.inputs import check_images
+from lrm_tf.report import progress as progress_lines
+from lrm_tf.report.progress import Report
 from lrm_tf.report.rundir import RunDir
 from lrm_tf.report.writer import write_report
 
@@ -58,7 +60,7 @@ def attack_accuracy(
     batch_size: int = 500,
     seed: int = 0,
     strategy: tf.distribute.Strategy | None = None,
-    progress: bool = True,
+    progress: bool | Report = True,
     spsa: SpsaOptions | None = None,
 ) -> tuple[float, int]:
     """Accuracy of `model` on the adversarial examples of `attack` made from (images, labels).
@@ -77,7 +79,9 @@ def attack_accuracy(
       batch_size: global evaluation batch size.
       seed: every batch is attacked with the seed (seed, 0).
       strategy: a `tf.distribute.Strategy` (default: the current one).
-      progress: show a Keras progress bar.
+      progress: True: a progress line with the running accuracy (`lrm_tf.report.progress`);
+        False: none; a report(fraction, note) (a `Task` or a `part` of one): called after
+        each batch.
       spsa: SPSA's options (None: `SpsaOptions()`); SPSA evaluates the first
         `spsa.spsa_examples` examples only.
 
@@ -108,7 +112,7 @@ def attack_outcome(
     batch_size: int = 500,
     seed: int = 0,
     strategy: tf.distribute.Strategy | None = None,
-    progress: bool = True,
+    progress: bool | Report = True,
     spsa: SpsaOptions | None = None,
     keep_adversarial: bool = False,
     log: Callable[[str], None] = print,
@@ -132,8 +136,6 @@ def attack_outcome(
     Raises:
       ValueError: as for `attack_accuracy`.
     """
-    import keras
-
     strategy = strategy or tf.distribute.get_strategy()
     spec = attack_spec(attack)
     if ensemble.stages(spec) is not None:
@@ -155,12 +157,13 @@ def attack_outcome(
         return out
 
     n = len(labels)
-    bar = keras.utils.Progbar(n, unit_name="example", verbose=1 if progress else 0)
-    correct, adversarial = [], []
-    for done, values in map_batches(per_example, images, labels, batch_size, seed, strategy):
-        correct.append(values["correct"] > 0)
-        adversarial += [values["x_adv"]] if keep_adversarial else []
-        bar.update(done, values=[("accuracy", int(sum(np.sum(c) for c in correct)) / done)])
+    correct, adversarial, right = [], [], 0
+    with progress_lines.reporting(spec.name, progress) as report:
+        for done, values in map_batches(per_example, images, labels, batch_size, seed, strategy):
+            correct.append(values["correct"] > 0)
+            adversarial += [values["x_adv"]] if keep_adversarial else []
+            right += int(np.sum(correct[-1]))
+            report(done / n, f"{done}/{n} examples, accuracy {100 * right / done:.2f}%")
     x_adv = None
     if keep_adversarial:
         empty = np.zeros((0, *np.shape(images)[1:]), np.float32)
@@ -178,21 +181,22 @@ def adversarial_examples(
     seed: int = 0,
     strategy: tf.distribute.Strategy | None = None,
     spsa: SpsaOptions | None = None,
+    progress: bool | Report = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The adversarial images that `attack_accuracy` scores with the same arguments.
 
     Same attack construction, same batching and the same seed (seed, 0) for every batch.
 
     Args:
-      model, images, labels, attack, threat, batch_size, seed, strategy, spsa: as for
-        `attack_accuracy`.
+      model, images, labels, attack, threat, batch_size, seed, strategy, spsa, progress: as
+        for `attack_accuracy`.
 
     Returns:
       (x_adv float32 [n, H, W, C], labels [n]) of the examples actually attacked: n = N,
       except for SPSA, which attacks the first `spsa.spsa_examples`.
     """
     outcome = attack_outcome(
-        model, images, labels, attack, threat, batch_size, seed, strategy, False, spsa, True, log=_quiet
+        model, images, labels, attack, threat, batch_size, seed, strategy, progress, spsa, True, log=_quiet
     )
     return outcome.x_adv, np.asarray(labels)[: len(outcome.correct)]
 
@@ -207,13 +211,14 @@ def accuracy_point(
     seed: int = 0,
     strategy: tf.distribute.Strategy | None = None,
     spsa: SpsaOptions | None = None,
+    progress: bool | Report = False,
     **fields,
 ) -> dict:
-    """One `attack_accuracy` measurement (no progress bar) as a JSON-ready record.
+    """One `attack_accuracy` measurement as a JSON-ready record.
 
     Args:
-      model, images, labels, attack, threat, batch_size, seed, strategy, spsa: as for
-        `attack_accuracy`.
+      model, images, labels, attack, threat, batch_size, seed, strategy, spsa, progress: as
+        for `attack_accuracy` (no progress by default).
       **fields: extra entries of the record (e.g. the curve's x value).
 
     Returns:
@@ -223,7 +228,7 @@ def accuracy_point(
     spec = attack_spec(attack)
     t0 = time.time()
     acc, n = attack_accuracy(
-        model, images, labels, spec, threat, batch_size, seed, strategy, progress=False, spsa=spsa
+        model, images, labels, spec, threat, batch_size, seed, strategy, progress=progress, spsa=spsa
     )
     return {
         **fields,
@@ -256,7 +261,8 @@ def evaluate_attacks(
       model, images, labels, threat, batch_size, seed, strategy, spsa: as for
         `attack_accuracy` (images float [N, H, W, C] in [0, 1]).
       attack_names: names such as 'clean', 'fgsm_xent', 'pgd20_cw', 'spsa100', 'autoattack'.
-      log: where the progress lines go.
+      log: where an ensemble's stage lines and warnings go; the progress of each attack is
+        a `lrm_tf.report.progress.Task` on standard output.
       save_adversarial: a directory: each attack's adversarial examples are written there
         as adversarial_<name>.npz (`lrm_tf.eval.worst_case.write_adversarial`).
 
@@ -274,7 +280,6 @@ def evaluate_attacks(
     results = worst_case.EvalResults()
     for name in attack_names:
         spec = attacks.parse_attack(name)
-        log(f"{name}:")
         t0 = time.time()
         keep = bool(save_adversarial) and spec.family != "clean"
         outcome = attack_outcome(

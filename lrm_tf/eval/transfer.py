@@ -15,7 +15,10 @@ import numpy as np
 import tensorflow as tf
 
 from lrm_tf.config import SpsaOptions, Threat
+from lrm_tf.eval.cost import FORWARD, attack_cost
 from lrm_tf.eval.evaluation import Attack, adversarial_examples, attack_accuracy, attack_spec
+from lrm_tf.report import progress as progress_lines
+from lrm_tf.report.progress import Report
 from lrm_tf.report.writer import write_report
 
 
@@ -29,7 +32,7 @@ def transfer_matrix(
     batch_size: int = 500,
     seed: int = 0,
     strategy: tf.distribute.Strategy | None = None,
-    progress: bool = False,
+    progress: bool | Report = True,
     spsa: SpsaOptions | None = None,
 ) -> dict:
     """Accuracy of every target on the adversarial examples of every source.
@@ -45,7 +48,8 @@ def transfer_matrix(
       attack: an attack name ('pgd7_xent') or an `AttackSpec`.
       threat, batch_size, seed, strategy, spsa: as for `evaluation.attack_accuracy` (SPSA
         attacks the first `spsa.spsa_examples` examples only).
-      progress: progress bars while scoring.
+      progress: True: a progress line (`lrm_tf.report.progress`) per attack batch on each
+        source and per scoring batch on each target; False: none; a report(fraction, note).
 
     Returns:
       A JSON-able dict: attack, sources, targets, accuracy[source][target] in [0, 1],
@@ -59,21 +63,28 @@ def transfer_matrix(
     spec = attack_spec(attack)
     accuracy, white_box, seconds = {}, [], {}
     examples = None
-    for source_name, source in sources.items():
-        t0 = time.time()
-        x_adv, y = adversarial_examples(
-            source, images, labels, spec, threat, batch_size, seed, strategy, spsa
-        )
-        examples = len(y)
-        accuracy[source_name] = {}
-        for target_name, target in targets.items():
-            acc, _ = attack_accuracy(
-                target, x_adv, y, "clean", threat, batch_size, seed, strategy, progress=progress
+    weights, prefixes = [], []  # per source: its attack, then the scoring on each target
+    for i, source_name in enumerate(sources, 1):
+        weights += [attack_cost(spec, threat, spsa)] + [FORWARD] * len(targets)
+        prefixes += [f"source {i}/{len(sources)} {source_name}, attack: "]
+        prefixes += [f"{source_name} -> {target_name}: " for target_name in targets]
+    with progress_lines.reporting(f"transfer {spec.name}", progress) as report:
+        parts = iter(progress_lines.split(report, weights, prefixes))
+        for source_name, source in sources.items():
+            t0 = time.time()
+            x_adv, y = adversarial_examples(
+                source, images, labels, spec, threat, batch_size, seed, strategy, spsa, next(parts)
             )
-            accuracy[source_name][target_name] = acc
-            if target is source:
-                white_box.append([source_name, target_name])
-        seconds[source_name] = round(time.time() - t0, 2)
+            examples = len(y)
+            accuracy[source_name] = {}
+            for target_name, target in targets.items():
+                acc, _ = attack_accuracy(
+                    target, x_adv, y, "clean", threat, batch_size, seed, strategy, progress=next(parts)
+                )
+                accuracy[source_name][target_name] = acc
+                if target is source:
+                    white_box.append([source_name, target_name])
+            seconds[source_name] = round(time.time() - t0, 2)
     return {
         "attack": spec.name,
         "sources": list(sources),

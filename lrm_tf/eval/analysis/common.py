@@ -1,11 +1,40 @@
-"""Helpers shared by the analyses: batched model calls and JSON-able statistics/histograms."""
+"""Helpers shared by the analyses: batched model calls (which report their progress) and
+JSON-able statistics/histograms."""
 
 from __future__ import annotations
+
+import contextlib
+import contextvars
 
 import numpy as np
 import tensorflow as tf
 
 HISTOGRAM_BINS = 60
+
+# Set by `counting`: called with the examples of each batch `batched` has run.
+_ADVANCE = contextvars.ContextVar("analysis_progress", default=None)
+
+
+@contextlib.contextmanager
+def counting(report, total: int):
+    """Within the block, every `batched` call reports the examples it ran to `report`.
+
+    Args:
+      report: report(fraction, note) (`lrm_tf.report.progress`).
+      total: the examples the block's `batched` calls run in all (fraction = run / total).
+    """
+    done = 0
+
+    def advance(examples: int) -> None:
+        nonlocal done
+        done += examples
+        report(min(done / max(total, 1), 1.0), f"{done}/{total} model inputs")
+
+    token = _ADVANCE.set(advance)
+    try:
+        yield
+    finally:
+        _ADVANCE.reset(token)
 
 
 def batched(fn, batch_size: int, *arrays) -> tuple:
@@ -17,15 +46,19 @@ def batched(fn, batch_size: int, *arrays) -> tuple:
       *arrays: numpy arrays of the same length N, cut into batches.
 
     Returns:
-      A tuple of numpy arrays: each output of `fn`, concatenated over the batches.
+      A tuple of numpy arrays: each output of `fn`, concatenated over the batches. Inside
+      `counting`, the examples of each batch are reported.
     """
     outputs = None
+    advance = _ADVANCE.get()
     for start in range(0, len(arrays[0]), batch_size):
         out = fn(*(tf.convert_to_tensor(a[start : start + batch_size]) for a in arrays))
         out = out if isinstance(out, (tuple, list)) else (out,)
         outputs = outputs or [[] for _ in out]
         for acc, o in zip(outputs, out):
             acc.append(np.asarray(o))
+        if advance is not None:
+            advance(len(outputs[0][-1]))
     return tuple(np.concatenate(o) for o in outputs)
 
 
