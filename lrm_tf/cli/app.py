@@ -1,6 +1,7 @@
 """The program: parse the flags, build the settings, start TensorFlow, run the mode, and turn the
 expected failures into one line on stderr and an exit status (2: bad input, 3: missing data,
-4: a diverging run)."""
+4: a diverging run, 5: a run that did not learn: training accuracy at chance, or a loss mostly
+weight decay and not falling; run_state.json says "diverged" or "not_learning")."""
 
 from __future__ import annotations
 
@@ -77,12 +78,18 @@ def main(argv):
 
 
 def parse_flags(argv):
-    """absl parsing with nested flagfiles resolved relative to the file that includes them; a
-    parse error is one line and exit status 2."""
-    from lrm_tf.cli.flagfile import expand_flagfiles
+    """absl parsing with nested flagfiles resolved relative to the file that includes them, then
+    the dataset's recipe for the optimisation settings a training run is not given
+    (`lrm_tf.cli.sources`); a parse error is one line and exit status 2."""
+    from lrm_tf.cli import sources
+    from lrm_tf.cli.flagfile import expand_with_origins
 
     try:
-        return FLAGS(expand_flagfiles(list(argv)))
+        args = expand_with_origins(list(argv))
+        parsed = FLAGS([arg for arg, _ in args])
+        sources.record_origins(args)
+        sources.apply_recipe()
+        return parsed
     except (flags.Error, ValueError) as e:
         message = str(e).replace("ERROR:: Unable to open flagfile", "--flagfile: cannot open the file")
         print(f"error: {message}", file=sys.stderr)
@@ -98,7 +105,7 @@ def _guarded(argv):
         sys.exit(2)
     from lrm_tf.data import DataError
     from lrm_tf.report.rundir import RunDir
-    from lrm_tf.training import DivergenceError
+    from lrm_tf.training import DivergenceError, NotLearningError
 
     try:
         main(argv)
@@ -112,6 +119,10 @@ def _guarded(argv):
         RunDir(FLAGS.model_dir).set_state("diverged", message=str(e))
         print(f"error: {e}", file=sys.stderr)
         sys.exit(4)
+    except NotLearningError as e:
+        RunDir(FLAGS.model_dir).set_state("not_learning", message=e.render("--"), **e.stats)
+        print(f"error: {e.render('--')}", file=sys.stderr)
+        sys.exit(5)
 
 
 def run_main():

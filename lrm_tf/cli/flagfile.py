@@ -28,8 +28,8 @@ def _directive(arg: str) -> str | None:
     return None
 
 
-def _file_lines(path: str, stack: tuple[str, ...]) -> list[str]:
-    """The flag lines of one flagfile with its nested flagfiles expanded in place."""
+def _file_lines(path: str, stack: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(flag line, the file it is in) of one flagfile, nested flagfiles expanded in place."""
     real = os.path.realpath(path)
     if real in stack:
         chain = " -> ".join([*stack, real])
@@ -47,7 +47,7 @@ def _file_lines(path: str, stack: tuple[str, ...]) -> list[str]:
             continue
         nested = _directive(line)
         if nested is None:
-            out.append(line)
+            out.append((line, path))
             continue
         nested = os.path.expanduser(nested)
         if not os.path.isabs(nested):
@@ -57,6 +57,11 @@ def _file_lines(path: str, stack: tuple[str, ...]) -> list[str]:
 
 
 def expand_flagfiles(argv: list[str]) -> list[str]:
+    """The arguments of `expand_with_origins(argv)` (what absl parses), without their origins."""
+    return [arg for arg, _ in expand_with_origins(argv)]
+
+
+def expand_with_origins(argv: list[str]) -> list[tuple[str, str]]:
     """Replaces every `--flagfile=PATH` by the flag lines of that file, recursively.
 
     Paths on the command line are relative to the current directory; a `--flagfile` line
@@ -68,7 +73,9 @@ def expand_flagfiles(argv: list[str]) -> list[str]:
         argv: the command line, program name first (as absl's `FLAGS(argv)` takes it).
 
     Returns:
-        The command line with no `--flagfile` left, every other argument in its place.
+        The command line with no `--flagfile` left, every other argument in its place, each
+        with where it was written: "command line" or "flagfile: PATH" (the file holding the
+        line; `expand_flagfiles` returns the arguments alone).
 
     Raises:
         ValueError: a flagfile cannot be read or includes itself; the message starts with
@@ -78,7 +85,7 @@ def expand_flagfiles(argv: list[str]) -> list[str]:
     while i < len(argv):
         arg = argv[i]
         if arg == "--":
-            out += argv[i:]
+            out += [(a, "command line") for a in argv[i:]]
             break
         path = _directive(arg) if i > 0 else None
         if path is None and i > 0 and arg in ("--flagfile", "-flagfile"):
@@ -86,9 +93,9 @@ def expand_flagfiles(argv: list[str]) -> list[str]:
                 raise ValueError(f"{arg}: a file name must follow")
             path, i = argv[i + 1], i + 1
         if path is None:
-            out.append(arg)
+            out.append((arg, "command line"))
         else:
-            out += _file_lines(os.path.expanduser(path), ())
+            out += [(line, f"flagfile: {where}") for line, where in _file_lines(os.path.expanduser(path), ())]
         i += 1
     return out
 
@@ -110,9 +117,15 @@ def read_flagfile(path: str) -> dict[str, str]:
             that is not a flag.
     """
     values = {}
-    for line in _file_lines(path, ()):
+    for line, _ in _file_lines(path, ()):
         m = _FLAG.match(line)
         if not m:
             raise ValueError(f"--flagfile={path}: not a flag: {line!r}")
         values[m.group(1)] = m.group(2) if m.group(2) is not None else "true"
     return values
+
+
+def flag_name(arg: str) -> str | None:
+    """The name in a `--name[=value]` argument (`--noname` gives "noname"), else None."""
+    m = _FLAG.match(arg)
+    return m.group(1) if m else None

@@ -39,18 +39,41 @@ flags.DEFINE_bool("overwrite", False, "replace a finished run in --model_dir ins
 flags.DEFINE_bool("deterministic", False, "seed everything and turn on TensorFlow op determinism")
 
 
-def _default_text(value) -> list | str | None:
+def default_text(value) -> list | str | None:
+    """A config value as its flag holds it (a tuple as a list of strings, as absl parses it)."""
     if isinstance(value, tuple):
         return [format(v, "g") if isinstance(v, float) else str(v) for v in value]
     return value
 
 
+def show(value) -> str:
+    """A flag's value as it is written on the command line (0.0001, 100,150)."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(show(v) for v in value)
+    return format(value, "g") if isinstance(value, float) else str(value)
+
+
+def recipe_help(name: str) -> str:
+    """What `--help` adds to a setting that the datasets' recipes set when it is not given."""
+    from lrm_tf.data.registry import DATASETS, RECIPES
+
+    by_value: dict[str, list[str]] = {}
+    for dataset, info in DATASETS.items():
+        settings = RECIPES[info.recipe].settings if info.recipe else {}
+        if name in settings:
+            by_value.setdefault(show(default_text(settings[name])) or "none", []).append(dataset)
+    if not by_value:
+        return ""
+    each = "; ".join(f"{', '.join(names)}: {value}" for value, names in by_value.items())
+    return f" [not given: the dataset's recipe in --mode=train ({each}); other datasets: the default]"
+
+
 def _define(field: dataclasses.Field) -> None:
     meta = field.metadata
     default = None if field.default is dataclasses.MISSING else field.default
-    kind, help_text, choices = meta["kind"], meta["help"], meta["choices"]
+    kind, help_text, choices = meta["kind"], meta["help"] + recipe_help(field.name), meta["choices"]
     if kind.endswith("s") and kind != "bool" or isinstance(default, tuple):
-        flags.DEFINE_list(field.name, _default_text(default), help_text)
+        flags.DEFINE_list(field.name, default_text(default), help_text)
     elif choices and kind == "str":
         flags.DEFINE_enum(field.name, default, list(choices), help_text)
     elif kind == "bool":
@@ -92,14 +115,17 @@ def build(cls, **overrides):
     """The config object `cls` from the parsed flags (and `overrides`, e.g. resolved defaults).
 
     Raises:
-      UsageError: a value its field rejects, as one line naming the flag.
+      UsageError: a value its field rejects, as one line naming the flag (and saying which
+        named values came from the dataset's recipe, not the user).
     """
     values = {f.name: _convert(f, FLAGS[f.name].value) for f in config_flags(cls)}
     values.update(overrides)
     try:
         return cls(**values)
     except config.ConfigError as e:
-        raise UsageError(e.render("--")) from None
+        from lrm_tf.cli.sources import explain  # it imports this module
+
+        raise UsageError(explain(e.render("--"))) from None
 
 
 def resolved() -> dict:

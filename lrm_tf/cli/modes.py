@@ -66,10 +66,16 @@ def _model_io(model, image_shape) -> tuple:
 def _record(s: Settings, out_path: str, mode: str, **extra) -> None:
     """provenance.json beside the mode's results: resolved flags, seed, versions, date."""
     from lrm_tf.cli import flags as cli_flags
+    from lrm_tf.cli import sources
     from lrm_tf.report import writer
 
     record = writer.provenance(
-        cli_flags.resolved(), s.train.seed, mode=mode, threat=dataclasses.asdict(s.threat), **extra
+        cli_flags.resolved(),
+        s.train.seed,
+        mode=mode,
+        threat=dataclasses.asdict(s.threat),
+        flag_sources=sources.sources(),
+        **extra,
     )
     writer.write_provenance(out_path, mode, record)
 
@@ -141,13 +147,16 @@ def run_train(s: Settings, run):
     """train, then evaluate and export"""
     from lrm_tf import export, training
     from lrm_tf.cli import flags as cli_flags
+    from lrm_tf.cli import sources
     from lrm_tf.cli.checks import check_replicas
     from lrm_tf.report.rundir import RunDir, write_json_atomic
 
-    if run.is_finished():
+    status = run.read_json(run.state_json, {}).get("status")
+    if status in ("finished", "not_learning"):  # resuming a run that did not learn would report it
         if not FLAGS.overwrite:
+            what = "a finished run" if status == "finished" else "a run that did not learn"
             raise UsageError(
-                f"--model_dir={run.path} holds a finished run: pass --overwrite to "
+                f"--model_dir={run.path} holds {what}: pass --overwrite to "
                 "replace it or choose another --model_dir"
             )
         shutil.rmtree(run.path)
@@ -156,7 +165,7 @@ def run_train(s: Settings, run):
         run.check_writable()
     except OSError as e:
         raise UsageError(f"--model_dir={run.path}: cannot write there ({e.strerror})") from None
-    write_json_atomic(run.flags_json, cli_flags.resolved())
+    write_json_atomic(run.flags_json, {**cli_flags.resolved(), "_sources": sources.sources()})
     run.set_state("training")
     info = arrays.info
     strategy = s.strategy()

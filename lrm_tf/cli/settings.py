@@ -6,7 +6,7 @@ import dataclasses
 import functools
 
 from lrm_tf import config
-from lrm_tf.cli import checks
+from lrm_tf.cli import checks, sources
 from lrm_tf.cli.flags import FLAGS, UsageError, build
 
 
@@ -103,6 +103,7 @@ def inherit_run_settings() -> None:
     for name in RUN_SETTINGS:
         if name in recorded and not FLAGS[name].present:
             FLAGS[name].value = recorded[name]
+            sources.mark_inherited(name, path)
     trained_on, given = recorded.get("dataset"), FLAGS.dataset
     if trained_on in DATASETS and given in DATASETS and trained_on != given:
         a, b = DATASETS[trained_on], DATASETS[given]
@@ -126,6 +127,7 @@ def from_flags() -> Settings:
     from lrm_tf.data.registry import DATASETS
 
     inherit_run_settings()
+    sources.apply_recipe()  # as parse_flags does, for flags parsed without it
     data = build(config.DataConfig)
     checks.check_model()
     model = build(config.ModelConfig)

@@ -17,7 +17,7 @@ from lrm_tf.config.setting import (
     scale_hint,
     setting,
 )
-from lrm_tf.data.registry import DATASETS
+from lrm_tf.data.registry import DATASETS, recipe_of
 
 _SVHN = DATASETS["svhn_cropped"].train_size
 _SVHN_EXTRA = _SVHN + DATASETS["svhn_cropped"].extra_size
@@ -121,6 +121,28 @@ class TrainConfig(Config):
         "scaling); slower on CPUs without half-precision arithmetic",
         choices=("none", "mixed_float16", "mixed_bfloat16"),
     )
+    stop_if_not_learning: bool = setting(
+        True,
+        "stop before evaluation and export (exit status 5) when training ends at chance accuracy, or "
+        "with a loss mostly weight decay and not falling (real data, runs of 200+ steps after warm-up)",
+    )
+
+    @classmethod
+    def for_dataset(cls, dataset: str, **changes) -> TrainConfig:
+        """The papers' recipe of `dataset` (`lrm_tf.data.registry.RECIPES`) with `changes`.
+
+        `TrainConfig(...)` itself has the library defaults (LRM's CIFAR schedule without
+        warm-up); this is what the command line trains with when no optimiser flag is given.
+
+        Args:
+          dataset: a dataset of the registry; one without a recipe (digits) gives the defaults.
+          **changes: fields that win over the recipe.
+
+        Raises:
+          ValueError: unknown dataset. ConfigError: a bad value in `changes`.
+        """
+        recipe = recipe_of(dataset)
+        return cls(**{**(recipe.settings if recipe else {}), **changes})
 
     def check(self):
         if len(self.lr_values) != len(self.lr_boundaries) + 1:

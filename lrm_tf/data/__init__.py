@@ -1,7 +1,15 @@
 """Datasets: the registry of dataset facts (`registry`, no TensorFlow) and the loaders and
 tf.data pipelines (`loaders`). Every image reaches the model as float32 in [0, 1]."""
 
-from lrm_tf.data.registry import DATASETS, DatasetInfo, dataset_info, training_images
+from lrm_tf.data.registry import (
+    DATASETS,
+    RECIPES,
+    DatasetInfo,
+    Recipe,
+    dataset_info,
+    recipe_of,
+    training_images,
+)
 
 _LOADERS = (
     "Arrays",
@@ -22,4 +30,13 @@ def __getattr__(name):  # the loaders import TensorFlow: only when used
     raise AttributeError(f"module 'lrm_tf.data' has no attribute {name!r}")
 
 
-__all__ = ["DATASETS", "DatasetInfo", "dataset_info", "training_images", *_LOADERS]
+__all__ = [
+    "DATASETS",
+    "RECIPES",
+    "DatasetInfo",
+    "Recipe",
+    "dataset_info",
+    "recipe_of",
+    "training_images",
+    *_LOADERS,
+]

@@ -25,13 +25,15 @@ class DataError(Exception):
 
 @dataclasses.dataclass
 class Arrays:
-    """A data set in memory: uint8 images NHWC and int64 labels."""
+    """A data set in memory: uint8 images NHWC and int64 labels; `synthetic`: random images
+    and labels (`synthetic_arrays`), which nothing can learn (training does not judge them)."""
 
     info: DatasetInfo
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    synthetic: bool = False
 
 
 # ---------------------------------------------------------------------------- readers
@@ -251,7 +253,7 @@ def synthetic_arrays(name: str, n_train: int = 256, n_test: int = 128, seed: int
         y = rng.randint(0, info.num_classes, size=n).astype(np.int64)
         return x, y
 
-    return Arrays(info, *make(n_train), *make(n_test))
+    return Arrays(info, *make(n_train), *make(n_test), synthetic=True)
 
 
 def _check_shapes(a: Arrays):

@@ -1,7 +1,8 @@
 """The dataset registry: every fact about a dataset, in one place (no TensorFlow).
 
 Shapes, classes, split sizes, augmentation, the papers' threat model (eps and PGD step in the
-[0, 1] input scale) and what `--local_data` must hold. Adding a dataset is one entry here plus,
+[0, 1] input scale), the papers' optimisation recipe (`RECIPES`: what training uses for the
+settings a user does not give) and what `--local_data` must hold. Adding a dataset is one entry here plus,
 if it is read from upstream files, its reader in `lrm_tf.data.loaders`.
 """
 
@@ -26,6 +27,8 @@ class DatasetInfo:
         local_layout: what a `--local_data` folder must hold.
         eps: the papers' L-inf threat budget, in the [0, 1] input scale.
         eps_step: the PGD step size that goes with `eps`, same scale.
+        recipe: the name of its papers' optimisation recipe in `RECIPES` ("": none, the
+            library defaults of `lrm_tf.config.TrainConfig`).
     """
 
     name: str
@@ -39,6 +42,63 @@ class DatasetInfo:
     local_layout: str
     eps: float
     eps_step: float
+    recipe: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """The optimisation settings a paper trains a dataset with.
+
+    Attributes:
+        name: flags/base/<name>.cfg holds the same values (a test compares them).
+        source: the paper and section.
+        settings: `lrm_tf.config.TrainConfig` field -> value. Only settings that change the
+            optimisation: the schedule's unit is left out where there is nothing to schedule
+            (one constant rate, no warm-up), momentum where the optimizer is Adam, and the
+            length of training always (the papers' 100k steps or 200 epochs are chosen by
+            the user, `train_steps` / `train_epochs`).
+    """
+
+    name: str
+    source: str
+    settings: dict
+
+
+# LRM trains CIFAR and SVHN alike but for the learning-rate schedule (sec. 5.1).
+_LRM_SGD = {
+    "optimizer": "momentum",
+    "momentum": 0.9,
+    "schedule_unit": "epochs",
+    "weight_decay": 2e-4,
+    "batch_size": 128,
+}
+
+RECIPES = {
+    "madry_mnist": Recipe(
+        "madry_mnist",
+        "Madry et al. 2018, MNIST challenge code: Adam 1e-4 constant, batch 50, no weight decay",
+        {
+            "optimizer": "adam",
+            "lr_values": (1e-4,),
+            "lr_boundaries": (),
+            "lr_warmup": 0.0,
+            "weight_decay": 0.0,
+            "batch_size": 50,
+        },
+    ),
+    "lrm_cifar_recipe": Recipe(
+        "lrm_cifar_recipe",
+        "Summers & Dinneen 2019 sec. 5.1 (CIFAR): momentum 0.9, weight decay 2e-4, batch 128, "
+        "5 warm-up epochs to 0.1, x0.1 at epochs 100 and 150",
+        {**_LRM_SGD, "lr_values": (0.1, 0.01, 0.001), "lr_boundaries": (100.0, 150.0), "lr_warmup": 5.0},
+    ),
+    "lrm_svhn": Recipe(
+        "lrm_svhn",
+        "Summers & Dinneen 2019 sec. 5.1 (SVHN): momentum 0.9, weight decay 2e-4, batch 128, "
+        "lr 0.001 for 5 epochs, 0.01 to epoch 80, then 0.001",
+        {**_LRM_SGD, "lr_values": (0.001, 0.01, 0.001), "lr_boundaries": (5.0, 80.0), "lr_warmup": 0.0},
+    ),
+}
 
 
 DATASETS = {
@@ -55,6 +115,7 @@ DATASETS = {
         local_layout="the four MNIST idx files (train-images-idx3-ubyte.gz, ...)",
         eps=0.3,
         eps_step=0.01,
+        recipe="madry_mnist",
     ),
     # Madry's CIFAR threat model (eps 8/255, step 2/255), as Shafahi et al. use it.
     "cifar10": DatasetInfo(
@@ -69,6 +130,7 @@ DATASETS = {
         local_layout="cifar-10-batches-py/ (the python version of CIFAR-10)",
         eps=8 / 255,
         eps_step=2 / 255,
+        recipe="lrm_cifar_recipe",
     ),
     "cifar100": DatasetInfo(
         "cifar100",
@@ -82,6 +144,7 @@ DATASETS = {
         local_layout="cifar-100-python/ (the python version of CIFAR-100)",
         eps=8 / 255,
         eps_step=2 / 255,
+        recipe="lrm_cifar_recipe",
     ),
     # LRM sec. 5.1: SVHN uses crops after 4-pixel padding but no flips (digits are not
     # symmetric). ALP's SVHN threat model (eps 12/255, step 3/255). LRM trains on train + extra.
@@ -97,6 +160,7 @@ DATASETS = {
         local_layout="train_32x32.mat and test_32x32.mat (optionally extra_32x32.mat)",
         eps=12 / 255,
         eps_step=3 / 255,
+        recipe="lrm_svhn",
     ),
     # scikit-learn's 8x8 digits: real data shipped inside a package, so the quickstart works
     # offline. 1,797 images, split 80/20 by a fixed permutation (lrm_tf.data.loaders).
@@ -131,6 +195,22 @@ def dataset_info(name: str) -> DatasetInfo:
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     return DATASETS[name]
+
+
+def recipe_of(name: str) -> Recipe | None:
+    """The papers' optimisation recipe of a dataset.
+
+    Args:
+        name: a `--dataset` value.
+
+    Returns:
+        Its Recipe, or None where it has none (digits: the library defaults).
+
+    Raises:
+        ValueError: unknown dataset.
+    """
+    info = dataset_info(name)
+    return RECIPES[info.recipe] if info.recipe else None
 
 
 def training_images(name: str, extra: bool = False) -> int:

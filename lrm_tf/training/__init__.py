@@ -2,6 +2,15 @@
 tf.distribute strategies."""
 
 from lrm_tf.config import TrainConfig
+from lrm_tf.training.health import NotLearningError
 from lrm_tf.training.trainer import DivergenceError, RobustTrainer, build_trainer, steps_plan, train
 
-__all__ = ["DivergenceError", "RobustTrainer", "TrainConfig", "build_trainer", "steps_plan", "train"]
+__all__ = [
+    "DivergenceError",
+    "NotLearningError",
+    "RobustTrainer",
+    "TrainConfig",
+    "build_trainer",
+    "steps_plan",
+    "train",
+]

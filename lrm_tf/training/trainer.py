@@ -24,7 +24,7 @@ from lrm_tf.inputs import check_arrays
 from lrm_tf.objectives.compose import compute_objective
 from lrm_tf.objectives.terms import term_names
 from lrm_tf.report.rundir import RunDir, write_json_atomic
-from lrm_tf.training import distribute, keras_compat
+from lrm_tf.training import distribute, health, keras_compat
 from lrm_tf.training.schedules import make_schedule
 
 
@@ -320,6 +320,8 @@ def train(
 
     Raises:
       DivergenceError: the loss became non-finite (the last good checkpoint stays).
+      NotLearningError: the run ended at chance accuracy or on a loss mostly weight decay and
+        not falling (`lrm_tf.training.health`; the checkpoints stay).
       ValueError: the batch is larger than the training set, adv_train without a threat, or
         images that are not uint8 of the data set's shape (`lrm_tf.inputs.check_arrays`).
     """
@@ -339,14 +341,20 @@ def train(
         else tempfile.mkdtemp(prefix=f"lrm_tf_worker{distribute.task(strategy)[1]}_")
     )
     out = RunDir(scratch) if scratch else run
+    steps = health.StepLog() if health.applies(cfg, arrays, distribute.is_multi_worker(strategy)) else None
     try:
-        return _fit(net, trainer, ckpt, arrays, run, out, cfg, steps_per_epoch, total_steps, log)
+        _fit(net, trainer, ckpt, arrays, run, out, cfg, steps_per_epoch, total_steps, log, steps)
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+    if steps is not None:
+        final_step = int(trainer.optimizer.iterations.numpy())
+        warmup = health.warmup_steps(cfg, steps_per_epoch)
+        health.judge(steps.rows, arrays.y_train[:num_train], cfg, objective.adversarial, warmup, final_step)
+    return net
 
 
-def _fit(net, trainer, ckpt, arrays, run, out, cfg, steps_per_epoch, total_steps, log):
+def _fit(net, trainer, ckpt, arrays, run, out, cfg, steps_per_epoch, total_steps, log, steps=None):
     manager = tf.train.CheckpointManager(ckpt, out.checkpoints, max_to_keep=2)
     resume_metrics = None
     # Every worker resumes from the chief's checkpoints.
@@ -358,7 +366,7 @@ def _fit(net, trainer, ckpt, arrays, run, out, cfg, steps_per_epoch, total_steps
     if start:
         log(f"resuming from {latest} at step {start} of {total_steps}")
     if start >= total_steps:
-        return net
+        return
 
     verbose = cfg.verbose if cfg.verbose >= 0 else (1 if sys.stdout.isatty() else 2)
     callbacks = [
@@ -369,7 +377,7 @@ def _fit(net, trainer, ckpt, arrays, run, out, cfg, steps_per_epoch, total_steps
     checkpoints = _Checkpoints(
         manager, cfg.checkpoint_every_steps, resume_metrics if start % steps_per_epoch else None
     )
-    callbacks += [checkpoints, _OneEpochPerFit()]
+    callbacks += [checkpoints, *([steps] if steps is not None else []), _OneEpochPerFit()]
     n_epochs = math.ceil(total_steps / steps_per_epoch)
     for epoch in range(start // steps_per_epoch, n_epochs):
         done_in_epoch = start - epoch * steps_per_epoch if epoch == start // steps_per_epoch else 0
@@ -383,4 +391,3 @@ def _fit(net, trainer, ckpt, arrays, run, out, cfg, steps_per_epoch, total_steps
         )
         if _latest_step(manager) != int(trainer.optimizer.iterations.numpy()):
             checkpoints.save()
-    return net
