@@ -1,10 +1,12 @@
 """lrm_tf's AutoAttack against the reference AutoAttack and torchattacks, on the same weights.
 
 Issue 13, scope 5 (acceptance criteria 2 and 5). Given an lrm_tf run directory of an
-`mnist_cnn` (any model made of Conv2D, MaxPooling2D, Flatten, Dense and ReLU layers), this
-builds a PyTorch copy of the same weights, checks that its logits equal the Keras model's
-(max |difference| <= --logit_tolerance on the evaluated images), then runs on the same N
-test images and the same eps, in one process and interleaved (attack by attack, the tools in
+`mnist_cnn` (any model made of Conv2D, MaxPooling2D, Flatten, Dense and ReLU layers) or of a
+Madry CIFAR ResNet (`resnet_simple`, `resnet8`, `wide_resnet`, e.g. a run trained with
+--dataset=cifar10 --model=resnet_simple), this builds a PyTorch copy of the same weights
+(benchmarks/torch_models.py), checks that its logits equal the Keras model's (max
+|difference| <= --logit_tolerance on the evaluated images), then runs on the same N test
+images and the same eps, in one process and interleaved (attack by attack, the tools in
 alternating order, so a change of load on a shared machine hits them alike):
 
   reference   pyautoattack (fra31/auto-attack packaged on PyPI, what RobustBench depends on):
@@ -16,6 +18,9 @@ alternating order, so a change of load on a shared machine hits them alike):
   lrm_tf      lrm_tf.eval.evaluation.attack_accuracy with apgd_ce, apgd_t, fab_t, square and
               autoattack (same batch size as the reference's; the time includes tracing, as a
               user's first call; both tools are warmed up once on 4 images first).
+
+--attacks picks the rows (e.g. `--attacks autoattack`: the ensembles only; the individual
+attacks double the cost) and --tools the tools (e.g. `--tools reference,lrm_tf`).
 
 Prints one table per eps (robust accuracy and wall time per attack and tool, lrm_tf's time
 over the reference's) and exits 1 when an lrm_tf attack's robust accuracy differs from the
@@ -29,6 +34,8 @@ TensorFlow through a .pth file, with a CPU torch installed first:
     ../peers/bin/pip install --no-deps pyautoattack==0.2.0 torchattacks
     python -m lrm_tf.main --flagfile=flags/quickstart.cfg --model_dir=/tmp/qs_aa
     ../peers/bin/python benchmarks/autoattack_peers.py --run /tmp/qs_aa --eps 0.3,0.1
+    ../peers/bin/python benchmarks/autoattack_peers.py --run <cifar10 resnet_simple run> \
+        --local_data ../shared/data/cifar10-jpeg --examples 1000 --eps 0.031373 --attacks autoattack
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # lrm_tf from this checkout, whatever the environment
+sys.path.insert(0, os.path.join(REPO, "benchmarks"))  # torch_models, however this is started
 
 # (label, reference AutoAttack name, lrm_tf attack name); None: not run by that tool.
 ATTACKS = (
@@ -52,72 +60,22 @@ ATTACKS = (
     ("Square", "square", "square"),
     ("AutoAttack", "standard", "autoattack"),
 )
+TOOLS = ("reference", "lrm_tf", "torchattacks")  # torchattacks runs the ensemble only
 
 
-# --------------------------------------------------------------------------- PyTorch copy
+def _key(name):
+    return name.lower().replace("-", "").replace("_", "")
 
 
-def torch_copy(keras_model):
-    """A torch.nn.Module (NCHW input) computing the Keras model's logits with its weights.
-
-    Supported layers: InputLayer, Conv2D (stride 1, 'same' with an odd kernel or 'valid'),
-    MaxPooling2D, Flatten (NHWC order, as Keras flattens), Dense, ReLU / Activation('relu'),
-    each with activation 'linear' or 'relu'."""
-    import keras
-    import torch
-    from torch import nn
-
-    def activation(layer):
-        name = getattr(layer.activation, "__name__", "linear") if hasattr(layer, "activation") else "linear"
-        if name == "relu":
-            return [nn.ReLU()]
-        if name == "linear":
-            return []
-        raise ValueError(f"{layer.name}: activation {name} not supported")
-
-    class NHWCFlatten(nn.Module):  # Keras flattens (H, W, C); torch tensors are (C, H, W)
-        def forward(self, x):
-            return torch.flatten(x.permute(0, 2, 3, 1), 1) if x.dim() == 4 else torch.flatten(x, 1)
-
-    mods = []
-    for layer in keras_model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        if isinstance(layer, keras.layers.Conv2D):
-            kernel = layer.kernel_size
-            if tuple(layer.strides) != (1, 1) or tuple(layer.dilation_rate) != (1, 1):
-                raise ValueError(f"{layer.name}: only stride 1, dilation 1")
-            if layer.padding == "same":
-                if any(k % 2 == 0 for k in kernel):
-                    raise ValueError(f"{layer.name}: 'same' padding with an even kernel")
-                padding = tuple(k // 2 for k in kernel)
-            else:
-                padding = 0
-            weights = layer.get_weights()
-            conv = nn.Conv2d(weights[0].shape[2], layer.filters, kernel, padding=padding, bias=layer.use_bias)
-            conv.weight.data = torch.from_numpy(weights[0].transpose(3, 2, 0, 1).copy())
-            if layer.use_bias:
-                conv.bias.data = torch.from_numpy(weights[1].copy())
-            mods += [conv, *activation(layer)]
-        elif isinstance(layer, keras.layers.MaxPooling2D):
-            if tuple(layer.pool_size) != tuple(layer.strides):
-                raise ValueError(f"{layer.name}: pool size must equal strides")
-            # Keras 'same' pads at the end only; max over the padded window = ceil_mode.
-            mods.append(nn.MaxPool2d(layer.pool_size, layer.strides, ceil_mode=layer.padding == "same"))
-        elif isinstance(layer, keras.layers.Flatten):
-            mods.append(NHWCFlatten())
-        elif isinstance(layer, keras.layers.Dense):
-            weights = layer.get_weights()
-            dense = nn.Linear(weights[0].shape[0], layer.units, bias=layer.use_bias)
-            dense.weight.data = torch.from_numpy(weights[0].T.copy())
-            if layer.use_bias:
-                dense.bias.data = torch.from_numpy(weights[1].copy())
-            mods += [dense, *activation(layer)]
-        elif isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)):
-            mods += activation(layer) if isinstance(layer, keras.layers.Activation) else [nn.ReLU()]
-        else:
-            raise ValueError(f"layer {layer.name} ({type(layer).__name__}) has no PyTorch copy here")
-    return nn.Sequential(*mods).eval()
+def select_attacks(text):
+    """The ATTACKS rows named in a comma list; each by its label, reference or lrm_tf name,
+    in any case ('AutoAttack', 'standard', 'autoattack', 'apgd-ce', 'APGD_CE')."""
+    names = {_key(n) for n in text.split(",") if n.strip()}
+    known = {_key(n) for row in ATTACKS for n in row}
+    if names - known:
+        labels = ", ".join(a[0] for a in ATTACKS)
+        raise SystemExit(f"--attacks: unknown {', '.join(sorted(names - known))}; choose from {labels}")
+    return [row for row in ATTACKS if names & {_key(n) for n in row}]
 
 
 # --------------------------------------------------------------------------- the tools
@@ -196,8 +154,15 @@ def main():
         "--tolerance", type=float, default=1.0, help="points lrm_tf may differ from the reference"
     )
     parser.add_argument("--logit_tolerance", type=float, default=1e-4)
-    parser.add_argument("--attacks", default="APGD-CE,APGD-T,FAB-T,Square,AutoAttack", help="subset of rows")
-    parser.add_argument("--no_torchattacks", action="store_true")
+    parser.add_argument(
+        "--attacks",
+        default="APGD-CE,APGD-T,FAB-T,Square,AutoAttack",
+        help="rows to run, by label or lrm_tf name, any case (autoattack: the ensembles only)",
+    )
+    parser.add_argument("--tools", default=",".join(TOOLS), help=f"comma list of {', '.join(TOOLS)}")
+    parser.add_argument(
+        "--no_torchattacks", action="store_true", help="same as leaving torchattacks out of --tools"
+    )
     parser.add_argument("--torch_threads", type=int, default=0, help="torch.set_num_threads (0: all CPUs)")
     parser.add_argument("--json", default="", help="also write the rows to this file")
     args = parser.parse_args()
@@ -206,10 +171,17 @@ def main():
     import numpy as np
     import tensorflow as tf
     import torch
+    from torch_models import torch_copy
 
     import lrm_tf  # noqa: F401  (registers lrm_tf's layers for load_model)
     from lrm_tf import data
 
+    selected = select_attacks(args.attacks)
+    tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    if set(tools) - set(TOOLS) or not tools:
+        raise SystemExit(f"--tools: choose from {', '.join(TOOLS)}, got {args.tools!r}")
+    if args.no_torchattacks and "torchattacks" in tools:
+        tools.remove("torchattacks")
     torch.set_num_threads(args.torch_threads or os.cpu_count())
     logging.getLogger("auto-attack").setLevel(logging.WARNING)
     with open(os.path.join(args.run, "flags.json")) as f:
@@ -220,7 +192,7 @@ def main():
     y = arrays.y_test[:n].astype(np.int64)
     model = keras.models.load_model(os.path.join(args.run, "model.keras"), compile=False)
     net = torch_copy(model)
-    xt, yt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), torch.from_numpy(y)
+    xt, yt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), torch.from_numpy(y)  # NCHW for torch
 
     keras_logits = np.asarray(model(x, training=False))
     with torch.no_grad():
@@ -241,24 +213,29 @@ def main():
         sys.exit(2)
 
     # Warm-up, untimed: one-off costs of each library's first call (thread pools, kernels).
-    Reference(net, 0.1, args.seed, args.batch_size)("apgd-ce", xt[:4], yt[:4])
-    lrm_tf_attack(model, x[:4], y[:4], "apgd_ce", 0.1, args.batch_size)
+    if "reference" in tools:
+        Reference(net, 0.1, args.seed, args.batch_size)("apgd-ce", xt[:4], yt[:4])
+    if "lrm_tf" in tools:
+        lrm_tf_attack(model, x[:4], y[:4], "apgd_ce", 0.1, args.batch_size)
 
-    wanted = {a.strip() for a in args.attacks.split(",")}
     rows, failures = [], []
     for eps in [float(e) for e in args.eps.split(",") if e]:
-        reference = Reference(net, eps, args.seed, args.batch_size)
+        reference = Reference(net, eps, args.seed, args.batch_size) if "reference" in tools else None
         table = []
-        for i, (label, ref_name, ours) in enumerate(a for a in ATTACKS if a[0] in wanted):
+        for i, (label, ref_name, ours) in enumerate(selected):
             runs = {
                 "reference": lambda ref_name=ref_name: (reference(ref_name, xt, yt), None),
                 "lrm_tf": lambda ours=ours, eps=eps: lrm_tf_attack(model, x, y, ours, eps, args.batch_size),
-            }
-            if ref_name == "standard" and not args.no_torchattacks:
-                runs["torchattacks"] = lambda eps=eps: (
+                "torchattacks": lambda eps=eps: (
                     torchattacks_autoattack(net, eps, args.seed, classes, args.batch_size, xt, yt),
                     None,
-                )
+                ),
+            }
+            runs = {
+                t: fn
+                for t, fn in runs.items()
+                if t in tools and (t != "torchattacks" or ref_name == "standard")
+            }
             order = list(runs) if i % 2 == 0 else list(reversed(runs))  # alternate who goes first
             result = {}
             for tool in order:
@@ -276,7 +253,7 @@ def main():
                     "n": n,
                     **{f"{t}_accuracy": r[0] for t, r in result.items()},
                     **{f"{t}_seconds": r[1] for t, r in result.items()},
-                    "lrm_tf_stages": result["lrm_tf"][2],
+                    "lrm_tf_stages": result["lrm_tf"][2] if "lrm_tf" in result else None,
                 }
             )
         print(f"\n## eps {eps:g}, {n} images, batch {args.batch_size}, seed {args.seed}\n")
@@ -286,20 +263,23 @@ def main():
         )
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for label, result in table:
-            ref_acc, ref_s, _ = result["reference"]
-            our_acc, our_s, stages = result["lrm_tf"]
-            ta = result.get("torchattacks")
-            delta = round(100 * (our_acc - ref_acc), 6) + 0.0  # 1 example of 100 is 1.0, not 1.0000001
-            mark = " **" if abs(delta) > args.tolerance else ""
+            ref, ours, ta = (result.get(t) for t in TOOLS)  # (accuracy, seconds, stages) or None
+            stages = ours[2] if ours else None
+            delta, ratio = "-", "-"
+            if ref and ours:
+                points = round(100 * (ours[0] - ref[0]), 6) + 0.0  # 1 example of 100 is 1.0, not 1.0000001
+                delta = f"{points:+.2f}" + (" **" if abs(points) > args.tolerance else "")
+                ratio = f"{ours[1] / ref[1]:.2f}"
+                if abs(points) > args.tolerance:
+                    failures.append(
+                        f"eps {eps:g} {label}: lrm_tf {100 * ours[0]:.2f}% vs reference {100 * ref[0]:.2f}%"
+                    )
+            acc = lambda r: f"{100 * r[0]:.2f}%" if r else "-"  # noqa: E731
+            sec = lambda r: f"{r[1]:.1f}" if r else "-"  # noqa: E731
             print(
-                f"| {label} | {100 * ref_acc:.2f}% | {100 * our_acc:.2f}% | {delta:+.2f}{mark} | "
-                f"{f'{100 * ta[0]:.2f}%' if ta else '-'} | {ref_s:.1f} | {our_s:.1f} | "
-                f"{f'{ta[1]:.1f}' if ta else '-'} | {our_s / ref_s:.2f} |"
+                f"| {label} | {acc(ref)} | {acc(ours)} | {delta} | {acc(ta)} | {sec(ref)} | {sec(ours)} | "
+                f"{sec(ta)} | {ratio} |"
             )
-            if abs(delta) > args.tolerance:
-                failures.append(
-                    f"eps {eps:g} {label}: lrm_tf {100 * our_acc:.2f}% vs reference {100 * ref_acc:.2f}%"
-                )
             if stages:
                 text = ", ".join(
                     f"{s.get('attack')} {100 * s.get('robust_accuracy', float('nan')):.2f}%" for s in stages
@@ -313,7 +293,10 @@ def main():
     if failures:
         print(f"\nMISMATCH beyond {args.tolerance:g} points:\n  " + "\n  ".join(failures))
         sys.exit(1)
-    print(f"\nevery lrm_tf attack within {args.tolerance:g} points of the reference")
+    if {"reference", "lrm_tf"} <= set(tools):
+        print(f"\nevery lrm_tf attack within {args.tolerance:g} points of the reference")
+    else:
+        print("\nno accuracy comparison: --tools leaves out the reference or lrm_tf")
 
 
 if __name__ == "__main__":

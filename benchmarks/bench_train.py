@@ -23,6 +23,18 @@ threads) is printed beside it as the less contention-sensitive figure.
 
     python benchmarks/bench_train.py                                   # resnet_simple, B=128, PGD-7
     python benchmarks/bench_train.py --model resnet8 --batch 64 --repeats 7
+
+--torch (issue 14, scope 6) times instead lrm_tf against a PyTorch copy of the same network
+(benchmarks/torch_models.py, the same initial weights) doing the same work: a regular step
+and a PGD-k adversarial-training step (Madry's objective: the loss on adversarial examples
+only; L-inf eps 8/255, step 2/255, random start; the attack runs the model in inference mode,
+as lrm_tf's training attack does), SGD with momentum 0.9 and weight decay 2e-4 on the kernels
+(LRM's recipe), batch norm in training mode for the step; and the attack alone. Each torch
+configuration runs at every --torch_threads value (torch.set_num_threads before each call);
+rounds interleave all configurations, alternating their order. Needs torch, so run it with
+the peers interpreter (it sees lrm_tf's TensorFlow):
+
+    ../peers/bin/python benchmarks/bench_train.py --torch --torch_threads 1,2 --repeats 5
 """
 
 from __future__ import annotations
@@ -34,6 +46,9 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # lrm_tf from this checkout, whatever the interpreter (--torch: peers)
+sys.path.insert(0, os.path.join(REPO, "benchmarks"))  # torch_models
 
 EPS, EPS_STEP = 8 / 255, 2 / 255
 
@@ -92,9 +107,21 @@ def main():
         help="TrainConfig.jit_compile (XLA on the whole "
         "train step; for adversarial objectives this compiles PGD's while loop too)",
     )
+    p.add_argument(
+        "--torch",
+        action="store_true",
+        help="only lrm_tf vs a PyTorch copy: regular and PGD "
+        "(--attack) training steps and the attack alone (needs torch: ../peers/bin/python)",
+    )
+    p.add_argument(
+        "--torch_threads", default="1,2", help="--torch: comma list of torch.set_num_threads values"
+    )
     args = p.parse_args()
 
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # before TensorFlow: the CPU kernels lrm_tf.main uses
+    if args.torch:
+        torch_comparison(args)
+        return
     import keras
     import tensorflow as tf
 
@@ -239,6 +266,128 @@ def main():
     )
     print("|---|---|---:|---:|---:|---:|---:|---|---:|")
     print("\n".join(rows))
+    print(f"\n# load average at end {os.getloadavg()[0]:.1f}; command: {' '.join(sys.argv)}")
+
+
+def torch_comparison(args):
+    """--torch: lrm_tf's regular and PGD training steps (and the attack alone) against the
+    PyTorch copy doing the same work; medians of interleaved rounds."""
+    import keras
+    import tensorflow as tf
+    import torch
+    from torch_models import nchw, pgd, sgd, torch_copy, train_step
+
+    from lrm_tf import attacks, data, models, training
+    from lrm_tf.config import Objective, Threat
+
+    spec = attacks.parse_attack(args.attack)
+    if (spec.family, spec.norm, spec.loss, spec.target) != ("pgd", "linf", "xent", "none"):
+        raise SystemExit(
+            f"--torch: the torch side runs untargeted L-inf PGD on cross-entropy, not {args.attack}"
+        )
+    threads = [int(t) for t in args.torch_threads.split(",") if t]
+    tf.get_logger().setLevel("ERROR")
+    threat = Threat(eps=EPS, eps_step=EPS_STEP)
+    info = data.dataset_info("cifar10")
+    b, lr = args.batch, 0.01
+    cfg = training.TrainConfig(
+        batch_size=b, lr_values=(lr,), lr_boundaries=(), seed=0, jit_compile=args.jit, verbose=0
+    )
+    arrays = data.synthetic_arrays("cifar10", b, 16, seed=0)
+    x, y = data.to_float(arrays.x_train[:b]), tf.constant(arrays.y_train[:b])
+    xt, yt = nchw(x.numpy()), torch.from_numpy(arrays.y_train[:b].astype("int64"))
+    generator = torch.Generator().manual_seed(0)
+
+    fns, first_loss = {}, {}  # (tool, work) -> (threads or None, fn)
+    objectives = {
+        "regular step": Objective(),
+        f"{spec.name} step": Objective(adv_train=args.attack, adv_alpha=0.0),
+    }
+    for work, objective in objectives.items():
+        net = models.build_model(args.model, info.image_shape, info.num_classes, seed=0)
+        copy = torch_copy(net, tf_sums=False).train()  # same initial weights; torch's own sums
+        trainer = training.build_trainer(
+            net, objective, info.num_classes, cfg, steps_per_epoch=100, threat=threat
+        )
+        logs = trainer.fit(tf.data.Dataset.from_tensors((x, y)), epochs=1, verbose=0, shuffle=False).history
+        first_loss[("lrm_tf", work)] = logs["loss"][0] - logs["weight_decay"][0]
+        fns[("lrm_tf", work)] = (None, lambda trainer=trainer: trainer.train_function([(x, y)])["loss"])
+        optimizer = sgd(copy, lr, cfg.momentum, cfg.weight_decay)
+        if objective.adversarial:
+
+            def step(copy=copy, optimizer=optimizer):
+                x_adv = pgd(copy, xt, yt, EPS, EPS_STEP, spec.steps, generator)
+                return train_step(copy, optimizer, x_adv, yt)
+
+        else:
+
+            def step(copy=copy, optimizer=optimizer):
+                return train_step(copy, optimizer, xt, yt)
+
+        first_loss[("torch", work)] = float(step())
+        for t in threads:
+            fns[(f"torch {t} thr", work)] = (t, step)
+    attack_net = models.build_model(args.model, info.image_shape, info.num_classes, seed=0)
+    attack_copy = torch_copy(attack_net, tf_sums=False)
+    attack = tf.function(attacks.build_attack(args.attack, lambda z: attack_net(z, training=False), threat))
+    seed = tf.constant([0, 37], tf.int64)
+    work = f"{spec.name} attack alone"
+    fns[("lrm_tf", work)] = (None, lambda: attack(x, y, seed))
+    for t in threads:
+        fns[(f"torch {t} thr", work)] = (
+            t,
+            lambda: pgd(attack_copy, xt, yt, EPS, EPS_STEP, spec.steps, generator),
+        )
+
+    def run(key):
+        t, fn = fns[key]
+        if t is not None:
+            torch.set_num_threads(t)  # outside the timed call
+        return _timed(fn)
+
+    print(
+        f"# bench_train --torch: {args.model}, batch {b}, {spec.name} (eps 8/255, step 2/255, random "
+        f"start), SGD lr {lr} momentum {cfg.momentum} weight decay {cfg.weight_decay}; TF {tf.__version__}, "
+        f"keras {keras.__version__} (intra-op threads "
+        f"{tf.config.threading.get_intra_op_parallelism_threads()} = default: all cores), "
+        f"jit_compile={args.jit}; torch {torch.__version__}, threads {threads}; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start",
+        flush=True,
+    )
+    regular, adv = "regular step", f"{spec.name} step"
+    print(
+        f"# same work: first regular step cross-entropy lrm_tf {first_loss[('lrm_tf', regular)]:.6f}, torch "
+        f"{first_loss[('torch', regular)]:.6f} (same weights and batch); first {spec.name} step lrm_tf "
+        f"{first_loss[('lrm_tf', adv)]:.4f}, torch {first_loss[('torch', adv)]:.4f}"
+        " (random starts differ)",
+        flush=True,
+    )
+    first = {key: run(key)[0] for key in fns}  # tracing and first calls, untimed
+    samples = {key: [] for key in fns}
+    for r in range(args.repeats):
+        order = list(fns) if r % 2 == 0 else list(reversed(fns))
+        for key in order:
+            samples[key].append(run(key))
+        print(f"# round {r + 1}/{args.repeats} done, load average {os.getloadavg()[0]:.1f}", flush=True)
+
+    med = lambda key, i: statistics.median(s[i] for s in samples[key])  # noqa: E731
+    print(f"\n## lrm_tf vs PyTorch (medians of {args.repeats} interleaved rounds; seconds)")
+    head = "| work | lrm_tf wall s | lrm_tf cpu s |"
+    rule = "|---|---:|---:|"
+    for t in threads:
+        head += f" torch {t} thr wall s | torch {t} thr cpu s | lrm_tf / torch {t} thr (wall) | (cpu) |"
+        rule += "---:|---:|---:|---:|"
+    print(head + "\n" + rule)
+    for work in [*objectives, f"{spec.name} attack alone"]:
+        ours = (med(("lrm_tf", work), 0), med(("lrm_tf", work), 1))
+        line = f"| {work} | {ours[0]:.3f} | {ours[1]:.3f} |"
+        for t in threads:
+            key = (f"torch {t} thr", work)
+            theirs = (med(key, 0), med(key, 1))
+            ratios = f"{ours[0] / theirs[0]:.2f} | {ours[1] / theirs[1]:.2f}"
+            line += f" {theirs[0]:.3f} | {theirs[1]:.3f} | {ratios} |"
+        print(line)
+    print("\nfirst calls (tracing), s: " + ", ".join(f"{k[0]} {k[1]} {v:.2f}" for k, v in first.items()))
     print(f"\n# load average at end {os.getloadavg()[0]:.1f}; command: {' '.join(sys.argv)}")
 
 
