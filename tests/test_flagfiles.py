@@ -314,12 +314,10 @@ if __name__ != "__main__":
     with open(os.path.join(HERE, "data", "resolved_flags_before_redesign.json")) as f:
         BEFORE = json.load(f)
     with open(os.path.join(HERE, "data", "resolved_flags_changes.json")) as f:
-        for _stem, _flags in json.load(f).items():
-            if not _stem.startswith("_"):
-                BEFORE[_stem] = {
-                    **BEFORE[_stem],
-                    **{k: v for k, v in _flags.items() if not k.startswith("_")},
-                }
+        _changes = json.load(f)
+        for _stem in BEFORE:
+            _flags = {**_changes["_every_flagfile"], **_changes.get(_stem, {})}
+            BEFORE[_stem] = {**BEFORE[_stem], **{k: v for k, v in _flags.items() if not k.startswith("_")}}
 
     def same_value(text, before):
         """`text` (as a flagfile writes it) parses to `before` (the recorded flags.json value)."""

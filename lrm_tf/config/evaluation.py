@@ -164,7 +164,10 @@ class AnalysisConfig(Config):
         choices=("logits", "eps_l", "landscape", "activations"),
     )
     analysis_attack: str = setting(
-        "pgd10_xent", "adversarial data for the logit and activation analyses", check=attack_name
+        "apgd_ce",
+        "adversarial data for the logit and activation analyses (APGD-CE sizes its own steps, so "
+        "it reaches eps whatever --eps_step is)",
+        check=attack_name,
     )
 
 

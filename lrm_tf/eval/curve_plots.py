@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 
-from lrm_tf.report.plotting import pyplot, save_figure
+from lrm_tf.report import tensorboard
+from lrm_tf.report.plotting import RunLabel, integer_ticks, pyplot, save_figure
 from lrm_tf.report.writer import write_report
 
 _AXIS_LABELS = {
@@ -32,12 +33,27 @@ def _title(curve: dict) -> str:
     )
 
 
-def plot_curve(curve: dict, path: str) -> None:
+def caption(curve: dict, label: RunLabel | None = None) -> list[str]:
+    """The caption of a curve's figure: the run, model and dataset, and the accuracy the
+    strongest point reached."""
+    points = curve["points"]
+    low = min(points, key=lambda p: p["accuracy"])
+    attack = low.get("attack", curve.get("attack", "pgd"))
+    reached = (
+        f"lowest accuracy {100 * low['accuracy']:.1f}% of {low['examples']} examples at "
+        f"{curve['x']} = {low['x']:g} ({attack}, eps {low['eps']:.4g}, "
+        f"step {low['eps_step']:.4g}, {low['restarts']} start{'s' if low['restarts'] > 1 else ''})"
+    )
+    return [label.text(), reached] if label is not None else [reached]
+
+
+def plot_curve(curve: dict, path: str, caption: list[str] | tuple = ()) -> None:
     """Accuracy (percent) against the swept quantity, each point labelled with its value.
 
     Args:
       curve: a sweep's result.
       path: the PNG to write (atomically).
+      caption: lines under the figure (`caption`).
     """
     plt = pyplot()
     xs = [p["x"] for p in curve["points"]]
@@ -51,26 +67,32 @@ def plot_curve(curve: dict, path: str) -> None:
         ax.set_xticks(xs, [str(x) for x in xs])
     if curve["curve"] == "restarts":
         ax.set_xticks(xs)
+    elif curve["curve"] == "steps" and ax.get_xscale() == "linear":
+        integer_ticks(ax.xaxis)
     ax.set_ylim(-3, 105)
     ax.set_xlabel(_AXIS_LABELS[curve["curve"]])
     ax.set_ylabel(f"accuracy (%) on {curve['points'][0]['examples']} examples")
     ax.set_title(_title(curve), fontsize=10)
     ax.grid(True, alpha=0.3)
-    save_figure(fig, path)
+    save_figure(fig, path, caption)
 
 
-def write_curve(out_dir: str, name: str, curve: dict) -> tuple[str, str]:
-    """Writes `<name>.json` and `<name>.png` in `out_dir` (both atomically).
+def write_curve(out_dir: str, name: str, curve: dict, label: RunLabel | None = None) -> tuple[str, str]:
+    """Writes `<name>.json` and `<name>.png` in `out_dir` (both atomically), and the figure
+    to `<out_dir>/tensorboard/eval`.
 
     Args:
       out_dir: the directory (created if missing).
       name: the file stem, e.g. 'curve_eps'.
       curve: a sweep's result.
+      label: the run, model and dataset the caption names.
 
     Returns:
       (json_path, png_path).
     """
     json_path, _ = write_report(out_dir, name, curve)
     png_path = os.path.join(out_dir, f"{name}.png")
-    plot_curve(curve, png_path)
+    lines = caption(curve, label)
+    plot_curve(curve, png_path, lines)
+    tensorboard.write_figure(out_dir, name, png_path, "\n".join(lines))
     return json_path, png_path

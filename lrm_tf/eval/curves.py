@@ -28,6 +28,7 @@ from lrm_tf.eval.cost import attack_cost
 from lrm_tf.eval.curve_plots import plot_curve, write_curve
 from lrm_tf.eval.evaluation import accuracy_point
 from lrm_tf.report import progress as progress_lines
+from lrm_tf.report.plotting import RunLabel, run_label
 from lrm_tf.report.progress import Report
 
 # Shafahi et al. tables 10 and 11: the restart counts and step counts they report.
@@ -320,6 +321,7 @@ def run_curves(
     strategy: tf.distribute.Strategy | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
+    label: RunLabel | None = None,
 ) -> dict[str, dict]:
     """The curves named in `which`, written as curve_<name>.json and curve_<name>.png.
 
@@ -339,6 +341,7 @@ def run_curves(
       batch_size, seed, strategy: as for `evaluation.attack_accuracy`.
       log: where the one-line summaries go.
       progress: a progress line per curve, per point and batch (`lrm_tf.report.progress`).
+      label: the run, model and dataset the figures name (default: `run_label(out_dir)`).
 
     Returns:
       {name: curve} for each name in `which`.
@@ -364,7 +367,7 @@ def run_curves(
             curve = steps_sweep(*data, steps_values, threat, attack_loss, seed, **kw)
         else:
             curve = restarts_sweep(*data, restarts_values, threat, steps, attack_loss, seed, **kw)
-        _, png = write_curve(out_dir, f"curve_{kind}", curve)
+        _, png = write_curve(out_dir, f"curve_{kind}", curve, label or run_label(out_dir, model=model))
         summary = ", ".join(f"{p['x']}: {100 * p['accuracy']:.2f}%" for p in curve["points"])
         log(f"curve {kind} ({time.time() - t0:.0f}s): {summary} -> {png}")
         curves[kind] = curve

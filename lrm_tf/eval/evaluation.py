@@ -26,6 +26,7 @@ from lrm_tf.eval import worst_case
 from lrm_tf.eval.batching import Outcome, map_batches
 from lrm_tf.inputs import check_images
 from lrm_tf.report import progress as progress_lines
+from lrm_tf.report import tensorboard
 from lrm_tf.report.progress import Report
 from lrm_tf.report.rundir import RunDir
 from lrm_tf.report.writer import write_report
@@ -340,7 +341,8 @@ def results_markdown(results: dict[str, dict], title: str = "Results") -> str:
 
 
 def write_results(run: RunDir, results: dict[str, dict], title: str) -> tuple[str, str]:
-    """Writes results.json and results.md in the run directory (atomically).
+    """Writes results.json and results.md in the run directory (atomically), and each row's
+    accuracy to its TensorBoard logs (`lrm_tf.report.tensorboard.write_results`).
 
     Args:
       run: the run directory.
@@ -354,7 +356,9 @@ def write_results(run: RunDir, results: dict[str, dict], title: str) -> tuple[st
     per_example = getattr(results, "per_example", None)
     if per_example:
         worst_case.write_per_example(run.path, per_example)
-    return write_report(run.path, "results", results, results_markdown(results, title))
+    paths = write_report(run.path, "results", results, results_markdown(results, title))
+    tensorboard.write_results(run.path, results)
+    return paths
 
 
 def print_table(results: dict[str, dict], log: Callable[[str], None] = print) -> None:

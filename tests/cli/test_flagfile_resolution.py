@@ -20,10 +20,11 @@ with open(os.path.join(REPO, "tests", "data", "resolved_flags_before_redesign.js
 
 # Deliberate changes after the recording, each with its reason (shared with tests/test_flagfiles.py).
 with open(os.path.join(REPO, "tests", "data", "resolved_flags_changes.json")) as f:
+    _CHANGES = json.load(f)
+    _EVERY = {k: v for k, v in _CHANGES["_every_flagfile"].items() if not k.startswith("_")}
     CHANGED_SINCE = {
-        stem: {k: v for k, v in flags.items() if not k.startswith("_")}
-        for stem, flags in json.load(f).items()
-        if not stem.startswith("_")
+        stem: {**_EVERY, **{k: v for k, v in _CHANGES.get(stem, {}).items() if not k.startswith("_")}}
+        for stem in BEFORE
     }
 
 

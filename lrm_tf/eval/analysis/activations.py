@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from lrm_tf.eval.analysis.common import batched, histogram, shared_edges, summary_stats
-from lrm_tf.report.plotting import pyplot, save_figure
+from lrm_tf.report.plotting import integer_ticks, pyplot, save_figure
 
 # A neuron whose |activation| summed over the test set is below this fraction of the
 # largest neuron's sum counts as effectively inactive (Shafahi appendix E).
@@ -105,8 +105,9 @@ def penultimate_activations(
     return result
 
 
-def plot_penultimate_activations(result: dict, path: str):
-    """Per-example sums (histogram) and ranked per-neuron sums; writes the PNG at `path`."""
+def plot_penultimate_activations(result: dict, path: str, caption=()):
+    """Per-example sums (histogram) and ranked per-neuron sums; writes the PNG at `path` with
+    `caption` (`save_figure`); clean and adversarial share the bins and the axes."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
     colors = {"clean": "tab:blue", "adversarial": "tab:red"}
@@ -138,7 +139,8 @@ def plot_penultimate_activations(result: dict, path: str):
     axes[1].set_ylabel("sum over examples of |activation|")
     axes[1].set_title("Per-neuron activation (Shafahi fig. 10)")
     axes[1].legend(fontsize=8)
+    integer_ticks(axes[0].yaxis, axes[1].xaxis)
     fig.suptitle(
         f"Penultimate layer (input of '{result['layer']}') on {result['examples']} test examples", fontsize=11
     )
-    save_figure(fig, path)
+    save_figure(fig, path, caption)

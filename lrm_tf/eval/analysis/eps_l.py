@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from lrm_tf.attacks import as_logits_fn
 from lrm_tf.eval.analysis.common import batched, histogram, shared_edges, summary_stats
-from lrm_tf.report.plotting import pyplot, save_figure
+from lrm_tf.report.plotting import integer_ticks, pyplot, save_figure
 
 
 def _flat(t):
@@ -120,8 +120,9 @@ def linearized_robustness(
     return result
 
 
-def plot_linearized_robustness(result: dict, path: str):
-    """Shafahi fig. 1's layout: logit gap, gradient gap, eps_L and coherence histograms."""
+def plot_linearized_robustness(result: dict, path: str, caption=()):
+    """Shafahi fig. 1's layout: logit gap, gradient gap, eps_L and coherence histograms, with
+    `caption` (`save_figure`)."""
     plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(10, 7.5), dpi=110)
     panels = [
@@ -135,6 +136,7 @@ def plot_linearized_robustness(result: dict, path: str):
         ax.stairs(h["counts"], np.asarray(h["edges"]), fill=True, alpha=0.6, color="tab:blue")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("examples")
+        integer_ticks(ax.yaxis)
         median = result[name].get("median")
         ax.set_title(title + (f": median {median:.4g}" if median is not None else ""), fontsize=10)
     axes[0, 1].axvline(
@@ -148,4 +150,4 @@ def plot_linearized_robustness(result: dict, path: str):
         f"Linearised robustness (Shafahi et al. eq. 4, fig. 1) on {result['examples']} test examples",
         fontsize=11,
     )
-    save_figure(fig, path)
+    save_figure(fig, path, caption)

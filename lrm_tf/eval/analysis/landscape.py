@@ -27,6 +27,7 @@ def loss_landscape(
     clip_min: float = 0.0,
     clip_max: float = 1.0,
     batch_size: int = 500,
+    eps: float | None = None,
 ) -> dict:
     """Cross-entropy at clip(x + e_adv * sign(grad_x xent(x)) + e_rand * r) on a grid of
     -radius <= e_adv, e_rand <= radius, r ~ Rademacher per image (Shafahi fig. 9).
@@ -39,11 +40,14 @@ def loss_landscape(
       seed: seed of the Rademacher directions (numpy).
       clip_min, clip_max: the input range; points are clipped to it.
       batch_size: examples per call.
+      eps: the threat's eps: the images' accuracy at the FGSM point clip(x + eps *
+        sign(grad_x xent)) is recorded (the attack whose direction the plot walks).
 
     Returns:
       A JSON-able dict: radius, points, seed, steps (the axis values), per-image records
       (label, clean loss, largest loss along each axis and overall), 'loss' [n, points,
-      points] (rows indexed by e_rand, columns by e_adv) and the axes' mean largest losses.
+      points] (rows indexed by e_rand, columns by e_adv), the axes' mean largest losses, and
+      with `eps` given: eps and fgsm_accuracy.
     """
     logits_fn = as_logits_fn(model)
     x = np.asarray(images, np.float32)
@@ -59,6 +63,10 @@ def loss_landscape(
     @tf.function
     def loss_at(x, y):
         return xent_loss(y, logits_fn(x))
+
+    @tf.function
+    def correct_at(x, y):
+        return tf.equal(tf.argmax(logits_fn(x), axis=1), y)
 
     clean_loss, adv_dir = batched(loss_and_sign_grad, batch_size, x, y)
     rng = np.random.default_rng(seed)
@@ -87,7 +95,12 @@ def loss_landscape(
         }
         for i in range(len(x))
     ]
+    fgsm = {}
+    if eps is not None:
+        x_fgsm = np.clip(x + eps * adv_dir, clip_min, clip_max).astype(np.float32)
+        fgsm = {"eps": eps, "fgsm_accuracy": float(np.mean(batched(correct_at, batch_size, x_fgsm, y)[0]))}
     return {
+        **fgsm,
         "radius": radius,
         "points": points,
         "seed": seed,
@@ -101,29 +114,40 @@ def loss_landscape(
     }
 
 
-def plot_loss_landscape(result: dict, path: str):
-    """One contour plot per image (Shafahi fig. 9's layout); writes the PNG at `path`."""
+def plot_loss_landscape(result: dict, path: str, caption=()):
+    """One contour plot per image (Shafahi fig. 9's layout) on one colour scale, shared by
+    every panel; writes the PNG at `path` with `caption` (`save_figure`)."""
     plt = pyplot()
     n = len(result["images"])
     cols = min(4, n)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.1 * rows + 0.6), dpi=110, squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.2 * cols + 1, 3.1 * rows + 0.6), dpi=110, squeeze=False, layout="constrained"
+    )
     steps = np.asarray(result["steps"])
+    grids = np.asarray(result["loss"], np.float64)
+    finite = grids[np.isfinite(grids)]
+    low, high = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+    levels = np.linspace(low, high if high > low else low + 1.0, 21)
+    filled = None
     for i, ax in enumerate(axes.ravel()):
         if i >= n:
             ax.axis("off")
             continue
-        grid = np.asarray(result["loss"][i])
-        filled = ax.contourf(steps, steps, grid, levels=20, cmap="viridis")
-        fig.colorbar(filled, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
+        filled = ax.contourf(steps, steps, grids[i], levels=levels, cmap="viridis", extend="both")
         ax.plot([0], [0], marker="+", color="white", markersize=10)
         ax.set_title(f"image {i} (label {result['images'][i]['label']})", fontsize=9)
         ax.tick_params(labelsize=7)
         ax.set_xlabel("e_adv: sign(grad xent) direction", fontsize=8)
         ax.set_ylabel("e_rand: Rademacher direction", fontsize=8)
+        if "eps" in result:
+            ax.axvline(result["eps"], color="white", linestyle=":", linewidth=1)
+    if filled is not None:
+        bar = fig.colorbar(filled, ax=axes.ravel().tolist(), shrink=0.9, label="cross-entropy (one scale)")
+        bar.ax.tick_params(labelsize=7)
     fig.suptitle(
         f"Cross-entropy around the first {n} test images, |e| <= {result['radius']:.4g} "
-        f"(Shafahi et al. fig. 9); colour = loss",
+        f"(Shafahi et al. fig. 9)" + ("; dotted: e_adv = eps" if "eps" in result else ""),
         fontsize=11,
     )
-    save_figure(fig, path)
+    save_figure(fig, path, caption)

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from lrm_tf.attacks import as_logits_fn
 from lrm_tf.eval.analysis.common import batched, histogram, shared_edges, summary_stats
-from lrm_tf.report.plotting import pyplot, save_figure
+from lrm_tf.report.plotting import integer_ticks, pyplot, save_figure
 
 
 def logits_of(model, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
@@ -62,8 +62,9 @@ def logit_distributions(
     return result
 
 
-def plot_logit_distributions(result: dict, path: str):
-    """Logit histograms and per-class |z| sums (LRM figs. 1-2, Shafahi fig. 11) as a PNG."""
+def plot_logit_distributions(result: dict, path: str, caption=()):
+    """Logit histograms and per-class |z| sums (LRM figs. 1-2, Shafahi fig. 11) as a PNG, with
+    `caption` (`save_figure`); clean and adversarial share the bins and the axes."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
     colors = {"clean": "tab:blue", "adversarial": "tab:red"}
@@ -93,5 +94,9 @@ def plot_logit_distributions(result: dict, path: str):
     axes[1].set_ylabel("sum over examples of |z_c|")
     axes[1].set_title("Logit magnitude per class (Shafahi fig. 11)")
     axes[1].legend(fontsize=8)
+    integer_ticks(axes[0].yaxis, axes[1].xaxis)
+    classes = len(result["clean"]["sum_abs_per_class"])
+    if classes <= 20:
+        axes[1].set_xticks(range(classes))
     fig.suptitle(f"Logits on {result['examples']} test examples", fontsize=11)
-    save_figure(fig, path)
+    save_figure(fig, path, caption)
