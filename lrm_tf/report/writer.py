@@ -15,6 +15,8 @@ import platform
 import sys
 from typing import Any
 
+from lrm_tf import killpoints
+from lrm_tf.report.index import write_index
 from lrm_tf.report.rundir import RunDir, write_json_atomic, write_text_atomic
 
 PROVENANCE = "provenance"  # the file stem: provenance.json, one record per mode
@@ -39,6 +41,7 @@ def write_report(out_dir: str, name: str, data: Any, markdown: str | None = None
     """
     json_path = os.path.join(out_dir, f"{name}.json")
     write_json_atomic(json_path, data)
+    killpoints.hit("report")
     if markdown is None:
         return json_path, None
     md_path = os.path.join(out_dir, f"{name}.md")
@@ -91,6 +94,8 @@ def write_provenance(out_dir: str, mode: str, record: dict) -> str:
 
     The records of other modes written to the same directory (training, then evaluation,
     then an audit) are kept; the same mode's earlier record is replaced, as its results are.
+    The directory's README.md is then written again (`lrm_tf.report.index`): every mode ends
+    here, so the index lists what the mode added.
 
     Args:
       out_dir: the directory the mode wrote its results to.
@@ -108,4 +113,5 @@ def write_provenance(out_dir: str, mode: str, record: dict) -> str:
     records = records if isinstance(records, dict) else {}
     records[mode] = record
     write_json_atomic(path, records)
+    write_index(out_dir)
     return path
