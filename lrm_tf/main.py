@@ -19,7 +19,8 @@ from lrm_tf.cli import modes as _cli_modes  # noqa: E402
 from lrm_tf.cli.app import main, parse_flags, run_argv, run_main, validate  # noqa: E402
 from lrm_tf.cli.flags import FLAGS, UsageError  # noqa: E402
 
-# `--help` lists the program's flags (absl shows the key flags of the main module).
+# absl's `--helpshort` lists the main module's key flags: all of the program's (`--help` is
+# lrm_tf.cli.help's grouped list).
 _absl_flags.adopt_module_key_flags(_cli_flags)
 _absl_flags.adopt_module_key_flags(_cli_modes)
 

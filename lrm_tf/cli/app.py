@@ -80,10 +80,15 @@ def main(argv):
 def parse_flags(argv):
     """absl parsing with nested flagfiles resolved relative to the file that includes them, then
     the dataset's recipe for the optimisation settings a training run is not given
-    (`lrm_tf.cli.sources`); a parse error is one line and exit status 2."""
+    (`lrm_tf.cli.sources`); a parse error is one line and exit status 2. `--help` prints the
+    grouped flags (`lrm_tf.cli.help`) and exits 0; `--helpfull` is absl's."""
+    from lrm_tf.cli import help as grouped_help
     from lrm_tf.cli import sources
     from lrm_tf.cli.flagfile import expand_with_origins
 
+    if grouped_help.wants_help(argv):
+        print(grouped_help.render(), end="")
+        sys.exit(0)
     try:
         args = expand_with_origins(list(argv))
         parsed = FLAGS([arg for arg, _ in args])

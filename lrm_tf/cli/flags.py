@@ -22,21 +22,44 @@ class UsageError(Exception):
 
 
 # ----------------------------------------------------------------------------- the entry point's own
-# (--mode is defined beside the table of modes, in lrm_tf.cli.modes)
-flags.DEFINE_string("model_dir", "runs/default", "the run directory")
-flags.DEFINE_string(
+# (--mode is defined beside the table of modes, in lrm_tf.cli.modes; its group is 'run')
+OWN_GROUPS: dict[str, str] = {}  # flag -> its `--help` group, where not 'run'
+
+
+def _own(define, name: str, default, help_text: str, group: str = "run") -> None:
+    """Defines one of the entry point's own flags, in the `--help` group `group`."""
+    define(name, default, help_text)
+    if group != "run":
+        OWN_GROUPS[name] = group
+
+
+_own(flags.DEFINE_string, "model_dir", "runs/default", "the run directory")
+_own(
+    flags.DEFINE_string,
     "load_from",
     "",
     "run directory or SavedModel to evaluate or analyze (default: "
     "--model_dir); for --mode=transfer a comma-separated list of source models",
 )
-flags.DEFINE_list(
-    "transfer_targets", [], "transfer: models that classify each source's examples (default: the sources)"
+_own(
+    flags.DEFINE_list,
+    "transfer_targets",
+    [],
+    "transfer: models that classify each source's examples (default: the sources)",
+    group="evaluation",
 )
-flags.DEFINE_list("compare_runs", [], "--mode=compare: run directories to set beside the papers' numbers")
-flags.DEFINE_bool("export", True, "after training, write saved_model/ and model.keras (off: dry runs)")
-flags.DEFINE_bool("overwrite", False, "replace a finished run in --model_dir instead of refusing")
-flags.DEFINE_bool("deterministic", False, "seed everything and turn on TensorFlow op determinism")
+_own(
+    flags.DEFINE_list, "compare_runs", [], "--mode=compare: run directories to set beside the papers' numbers"
+)
+_own(flags.DEFINE_bool, "export", True, "after training, write saved_model/ and model.keras (off: dry runs)")
+_own(flags.DEFINE_bool, "overwrite", False, "replace a finished run in --model_dir instead of refusing")
+_own(
+    flags.DEFINE_bool,
+    "deterministic",
+    False,
+    "seed everything and turn on TensorFlow op determinism",
+    group="execution",
+)
 
 
 def default_text(value) -> list | str | None:

@@ -33,6 +33,8 @@ class Threat(Config):
     model (`lrm_tf.data.registry`) when not given.
     """
 
+    HELP_GROUP = "evaluation"
+
     eps: float = setting(
         help="attack budget in the [0, 1] input scale (default: the dataset's: "
         + _threat_defaults("eps")
@@ -56,6 +58,7 @@ class Threat(Config):
         "XLA-compile each PGD step (training and evaluation "
         "attacks); the step loop stays outside XLA (slower on the "
         "2-core development CPU: BUILD_NOTES.md)",
+        group="execution",
     )
     l2_normalization: str = setting(
         "exact",
@@ -102,6 +105,8 @@ class Threat(Config):
 class SpsaOptions(Config):
     """Options of the SPSA attack family (Uesato et al. 2018), owned by `lrm_tf.attacks.spsa`."""
 
+    HELP_GROUP = "evaluation"
+
     spsa_samples: int = setting(128, "SPSA perturbation samples per iteration", check=at_least(1))
     spsa_examples: int = setting(1000, "evaluate SPSA on the first N examples (0: all)", check=at_least(0))
     spsa_delta: float = setting(0.01, "finite-difference step", check=input_scale(), flag=False)
@@ -122,6 +127,8 @@ class SpsaOptions(Config):
 @dataclasses.dataclass(frozen=True)
 class EvalConfig(Config):
     """Which attacks an evaluation runs and on how many test images (`lrm_tf.eval`)."""
+
+    HELP_GROUP = "evaluation"
 
     eval_attacks: tuple = setting(
         ("clean",),
@@ -146,6 +153,8 @@ class EvalConfig(Config):
 class CurvesConfig(Config):
     """Accuracy-vs-eps/steps/restarts sweeps (Shafahi et al. tables 9-11)."""
 
+    HELP_GROUP = "evaluation"
+
     curves: tuple = setting(
         (), "after evaluation: eps,steps,restarts sweeps", kind="strs", choices=("eps", "steps", "restarts")
     )
@@ -156,6 +165,8 @@ class CurvesConfig(Config):
 @dataclasses.dataclass(frozen=True)
 class AnalysisConfig(Config):
     """The papers' analyses (`--mode=analyze`)."""
+
+    HELP_GROUP = "analysis"
 
     analyses: tuple = setting(
         ("logits", "eps_l", "landscape", "activations"),
@@ -175,6 +186,8 @@ class AnalysisConfig(Config):
 class AuditConfig(Config):
     """The gradient-masking audit (`--mode=audit`; Athalye et al. 2018, Carlini et al. 2019;
     `lrm_tf.eval.audit`, `lrm_tf.eval.audit_verdict`)."""
+
+    HELP_GROUP = "analysis"
 
     audit_steps: tuple = setting(
         (20, 1000), "PGD steps of the reference attack and of the long attack compared with it", kind="ints"

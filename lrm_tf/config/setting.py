@@ -115,6 +115,8 @@ def setting(
     check: Check | None = None,
     kind: str | None = None,
     flag: bool = True,
+    group: str | None = None,
+    term: str = "",
 ):
     """Declares a config field.
 
@@ -127,6 +129,10 @@ def setting(
       kind: the flag type when the default does not tell: 'float', 'int', 'str', or a list of
         them, 'floats', 'ints', 'strs' (tuple fields; the flag takes comma-separated values).
       flag: False for library-only fields (no command-line flag).
+      group: the `--help` group of its flag when not its class's `HELP_GROUP` (e.g. a
+        device setting of the optimisation settings goes under 'execution').
+      term: for the weight or switch of an objective term, the term in one line: its name,
+        its paper and what it does (`--help` lists the terms).
     """
     if kind is None:
         kind = {bool: "bool", int: "int", float: "float", str: "str"}.get(type(default))
@@ -138,12 +144,20 @@ def setting(
         "check": check,
         "kind": kind,
         "flag": flag,
+        "group": group,
+        "term": term,
     }
     return dataclasses.field(default=default, metadata=meta)
 
 
 class Config:
-    """Base of the config dataclasses: runs every field's check, then `check()`."""
+    """Base of the config dataclasses: runs every field's check, then `check()`.
+
+    `HELP_GROUP` names the `--help` group of the class's flags (one of
+    `lrm_tf.cli.help.GROUPS`); a field may choose another with `setting(group=...)`.
+    """
+
+    HELP_GROUP = "run"
 
     def __post_init__(self):
         for f in dataclasses.fields(self):

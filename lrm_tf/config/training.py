@@ -27,6 +27,8 @@ _SVHN_EXTRA = _SVHN + DATASETS["svhn_cropped"].extra_size
 class DataConfig(Config):
     """Where the images come from (`lrm_tf.data`)."""
 
+    HELP_GROUP = "data"
+
     dataset: str = setting(
         "digits", f"one of {', '.join(DATASETS)} (digits: scikit-learn's 8x8 digits, embedded, offline)"
     )
@@ -61,6 +63,8 @@ class DataConfig(Config):
 class ModelConfig(Config):
     """Which network (`lrm_tf.models`); `depth` and `width` are wide_resnet's only."""
 
+    HELP_GROUP = "model"
+
     model: str = setting("mnist_cnn", "mnist_cnn, resnet_simple, resnet18, resnet8, wide_resnet")
     depth: int = setting(28, "wide_resnet depth (28, 32, 34, ...)", check=at_least(8))
     width: int = setting(10, "wide_resnet width factor", check=at_least(1))
@@ -70,6 +74,8 @@ class ModelConfig(Config):
 class TrainConfig(Config):
     """Optimisation and the fit loop (`lrm_tf.training`)."""
 
+    HELP_GROUP = "optimisation"
+
     train_epochs: int = setting(1, "epochs to train", check=at_least(1))
     train_steps: int = setting(
         0,
@@ -77,7 +83,7 @@ class TrainConfig(Config):
         check=at_least(0),
     )
     batch_size: int = setting(128, "global batch size (split across replicas)", check=at_least(1))
-    seed: int = setting(0, "seed of initialisation, data order, augmentation and attacks")
+    seed: int = setting(0, "seed of initialisation, data order, augmentation and attacks", group="run")
     lr_values: tuple = setting(
         (0.1, 0.01, 0.001),
         "learning rates, one more than lr_boundaries",
@@ -98,10 +104,13 @@ class TrainConfig(Config):
     )
     momentum: float = setting(0.9, "SGD momentum (optimizer=momentum)", check=at_least(0))
     weight_decay: float = setting(
-        2e-4, "weight decay, TF1 l2_loss convention: wd * sum(w^2) / 2", check=at_least(0)
+        2e-4,
+        "weight decay, TF1 l2_loss convention: wd * sum(w^2) / 2",
+        check=at_least(0),
+        term="weight decay (Madry et al.'s TF1 code): wd * sum(w^2) / 2 over conv and dense kernels",
     )
     checkpoint_every_steps: int = setting(
-        0, "extra checkpoints every N steps (0: every epoch only)", check=at_least(0)
+        0, "extra checkpoints every N steps (0: every epoch only)", check=at_least(0), group="execution"
     )
     train_limit: int = setting(0, "train on the first N training examples only (0: all)", check=at_least(0))
     verbose: int = setting(
@@ -109,10 +118,12 @@ class TrainConfig(Config):
         "fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch; -1 "
         "chooses 1 on a terminal and 2 otherwise",
         choices=(-1, 0, 1, 2),
+        group="execution",
     )
     jit_compile: bool = setting(
         False,
         "XLA-compile the training step (slower on the 2-core development CPU: BUILD_NOTES.md, Performance)",
+        group="execution",
     )
     mixed_precision: str = setting(
         "none",
@@ -120,6 +131,7 @@ class TrainConfig(Config):
         "logits (GPUs with tensor cores; float16 adds dynamic loss "
         "scaling); slower on CPUs without half-precision arithmetic",
         choices=("none", "mixed_float16", "mixed_bfloat16"),
+        group="execution",
     )
     stop_if_not_learning: bool = setting(
         True,
@@ -168,15 +180,25 @@ class Objective(Config):
     table in `lrm_tf.objectives.terms`; the training attack's eps comes from the `Threat`.
     """
 
+    HELP_GROUP = "objective"
+
     label_smoothing: float = setting(
-        0.0, "label smoothing coefficient: s (lrm form) or alpha (shafahi form)", check=in_range(0, 1)
+        0.0,
+        "label smoothing coefficient: s (lrm form) or alpha (shafahi form)",
+        check=in_range(0, 1),
+        term="label smoothing (Szegedy et al. 2016; Shafahi et al. 2019 eq. 3): softened one-hot targets",
     )
     label_smoothing_form: str = setting(
         "lrm",
         "lrm: 1-s on the true class, s/(C-1) elsewhere; shafahi: y - alpha (y - 1/C) (Shafahi et al. eq. 3)",
         choices=("lrm", "shafahi"),
     )
-    logit_squeeze: float = setting(0.0, "logit squeezing coefficient beta", check=at_least(0))
+    logit_squeeze: float = setting(
+        0.0,
+        "logit squeezing coefficient beta",
+        check=at_least(0),
+        term="logit squeezing (Kannan et al. 2018; Shafahi et al. 2019 eq. 5): a penalty on the logits' norm",
+    )
     logit_squeeze_form: str = setting(
         "batch",
         "example: mean_i ||z_i|| (Kannan et al.); batch: "
@@ -194,16 +216,22 @@ class Objective(Config):
         0.0,
         "logit similarity coefficient beta' of beta'/|b| ||Z - gamma||_F (Shafahi et al.'s poster)",
         check=at_least(0),
+        term="logit similarity (Shafahi et al. 2019, poster): pulls the batch's logits towards gamma",
     )
     logit_similarity_gamma: float = setting(1.0, "logit similarity target gamma")
     noise_sigma: float = setting(
         0.0,
         "Gaussian noise std added to training images, in the [0, 1] input scale like eps",
         check=input_scale(allow_zero=True),
+        term="Gaussian noise (Shafahi et al. 2019, with logit squeezing and label smoothing): noisy "
+        "training images",
     )
     noise_clip: bool = setting(True, "clip noisy training images to the input range")
     clean_pairing: float = setting(
-        0.0, "clean logit pairing weight lambda (Kannan et al. sec. 4.2)", check=at_least(0)
+        0.0,
+        "clean logit pairing weight lambda (Kannan et al. sec. 4.2)",
+        check=at_least(0),
+        term="clean logit pairing (Kannan et al. 2018, sec. 4.2): pairs the logits of two clean images",
     )
     pairing_distance: str = setting(
         "mean_squared",
@@ -213,7 +241,11 @@ class Objective(Config):
         choices=("mean_squared", "squared_l2", "l2"),
     )
     adv_train: str = setting(
-        "", "attack used during training, e.g. pgd7_xent (empty: none)", check=attack_name
+        "",
+        "attack used during training, e.g. pgd7_xent (empty: none)",
+        check=attack_name,
+        term="adversarial training (Madry et al. 2018; M-PGD of Kannan et al. 2018 with --adv_alpha): "
+        "cross-entropy on attacked images",
     )
     adv_train_eps: float | None = setting(
         None, "eps of the training attack (default: eps)", kind="float", check=positive
@@ -228,7 +260,10 @@ class Objective(Config):
         check=in_range(0, 1),
     )
     alp_weight: float = setting(
-        0.0, "adversarial logit pairing weight lambda (Kannan et al. eq. 3)", check=at_least(0)
+        0.0,
+        "adversarial logit pairing weight lambda (Kannan et al. eq. 3)",
+        check=at_least(0),
+        term="adversarial logit pairing, ALP (Kannan et al. 2018, eq. 3): pairs clean and adversarial logits",
     )
     pairing_beta: float = setting(
         0.0,
@@ -239,6 +274,8 @@ class Objective(Config):
         0.0,
         "ratio J_adv : c*h of the decoupled pairing (> 0 turns it on; Summers & Dinneen sec. 4.1)",
         check=at_least(0),
+        term="decoupled pairing of LRM (Summers & Dinneen 2019, sec. 4.1): a cross-entropy between the "
+        "clean and adversarial softmax with --pairing_beta's logit-norm penalty",
     )
     pairing_h_direction: str = setting(
         "clean_to_adv",
@@ -249,6 +286,8 @@ class Objective(Config):
         "none",
         "input mixing: mixup (Zhang et al.) or VH-mixup (Summers & Dinneen)",
         choices=("none", "mixup", "vh_mixup"),
+        term="mixup (Zhang et al. 2018) or VH-mixup (Summers & Dinneen 2019): training on mixed images "
+        "and labels",
     )
     mixup_alpha: float = setting(1.0, "Beta(alpha, alpha) of the mixing coefficient", check=at_least(0))
     mix_before_attack: bool = setting(
@@ -298,6 +337,8 @@ class Objective(Config):
 @dataclasses.dataclass(frozen=True)
 class DistributeConfig(Config):
     """Devices and tf.distribute strategy (`lrm_tf.training.distribute`)."""
+
+    HELP_GROUP = "execution"
 
     strategy: str = setting(
         "default",
