@@ -43,7 +43,6 @@ def test_every_mode_leaves_a_readme_that_links_what_the_run_holds(tmp_path):
         "`mnist_cnn` on `digits`",
         "logit_squeeze=0.5",
         "Trained 2 epochs",
-        "State: finished",
     ):
         assert needed in text, (needed, text)
     for target in re.findall(r"\]\(([^)]+)\)", text):

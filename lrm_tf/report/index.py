@@ -93,16 +93,14 @@ def _objective(flags: dict) -> list[str]:
 
 
 def _summary(folder: str) -> list[str]:
-    """What the run is: model, dataset, objective, state, epochs; and the results table."""
+    """What the run is: model, dataset, objective, epochs; and the results table. (Not its
+    state: run_state.json changes after the last mode records its provenance.)"""
     flags = _json(os.path.join(folder, "flags.json")) or {}
-    state = (_json(os.path.join(folder, "run_state.json")) or {}).get("status")
     lines = []
     if flags:
         what = f"`{flags.get('model')}` on `{flags.get('dataset')}`, mode `{flags.get('mode', 'train')}`"
         terms = _objective(flags)
         lines.append(f"{what}; objective: {', '.join(terms) if terms else 'cross-entropy only'}.")
-    if state:
-        lines.append(f"State: {state} (run_state.json).")
     epochs = tensorboard.model_step(folder)
     if epochs:
         lines.append(f"Trained {epochs} epochs (metrics.csv).")
