@@ -2,8 +2,9 @@
 tf.distribute strategies."""
 
 from lrm_tf.config import TrainConfig
+from lrm_tf.training.checkpoints import DivergenceError
 from lrm_tf.training.health import NotLearningError
-from lrm_tf.training.trainer import DivergenceError, RobustTrainer, build_trainer, steps_plan, train
+from lrm_tf.training.trainer import RobustTrainer, build_trainer, steps_plan, train
 
 __all__ = [
     "DivergenceError",

@@ -4,17 +4,13 @@ fit loop around it (schedules, checkpoints every epoch, resume, CSV and TensorBo
 
 from __future__ import annotations
 
-import csv
 import math
-import os
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from lrm_tf import data as data_lib
@@ -23,8 +19,9 @@ from lrm_tf.config import Objective, Threat, TrainConfig
 from lrm_tf.inputs import check_arrays
 from lrm_tf.objectives.compose import compute_objective
 from lrm_tf.objectives.terms import term_names
-from lrm_tf.report.rundir import RunDir, write_json_atomic
+from lrm_tf.report.rundir import RunDir
 from lrm_tf.training import distribute, health, keras_compat
+from lrm_tf.training.checkpoints import CommittedState
 from lrm_tf.training.schedules import make_schedule
 
 
@@ -134,89 +131,6 @@ class _OneEpochPerFit(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.model.stop_training = True
-
-
-class _MetricsCsv(keras.callbacks.Callback):
-    """metrics.csv: one row per epoch with the step, wall time and every logged metric."""
-
-    def __init__(self, path):
-        super().__init__()
-        self.path = path
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._t0 = time.time()
-
-    def on_epoch_end(self, epoch, logs=None):
-        row = {
-            "epoch": epoch + 1,
-            "step": int(self.model.optimizer.iterations.numpy()),
-            "seconds": round(time.time() - self._t0, 2),
-            **(logs or {}),
-        }
-        new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
-        if new:
-            self.columns = list(row)
-        else:
-            with open(self.path) as f:
-                self.columns = f.readline().strip().split(",")
-        with open(self.path, "a", newline="") as f:
-            writer = csv.DictWriter(f, self.columns, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-            f.flush()
-
-
-class DivergenceError(RuntimeError):
-    """Training produced a non-finite loss; the message names the step and the active terms."""
-
-
-class _Checkpoints(keras.callbacks.Callback):
-    """Saves checkpoints (weights, optimizer, and the epoch's metric accumulators, so a run
-    resumed mid-epoch logs the same epoch means) and stops on a non-finite loss before that
-    step could be saved, so the last checkpoint on disk is always a good one."""
-
-    def __init__(self, manager, every_steps: int = 0, resume_metrics: dict | None = None):
-        super().__init__()
-        self.manager, self.every = manager, every_steps
-        self.resume_metrics = resume_metrics
-
-    def save(self):
-        step = int(self.model.optimizer.iterations.numpy())
-        state = {m.name: [np.asarray(v.numpy()).tolist() for v in m.variables] for m in self.model.metrics}
-        # Written before the checkpoint, so any checkpoint on disk has its metric state.
-        write_json_atomic(os.path.join(self.manager.directory, f"ckpt-{step}.metrics.json"), state)
-        self.manager.save(checkpoint_number=step)
-        kept = {os.path.basename(p) for p in self.manager.checkpoints}
-        for name in os.listdir(self.manager.directory):
-            stem = name[: -len(".metrics.json")]
-            if name.endswith(".metrics.json") and stem not in kept and stem != f"ckpt-{step}":
-                os.remove(os.path.join(self.manager.directory, name))
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.resume_metrics:
-            for m in self.model.metrics:
-                for v, value in zip(m.variables, self.resume_metrics.get(m.name, [])):
-                    v.assign(np.asarray(value, dtype=v.dtype))
-            self.resume_metrics = None
-
-    def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        loss = float((logs or {}).get("loss", 0.0))
-        if not math.isfinite(loss):
-            terms = ", ".join(f"{k}={float(v):.4g}" for k, v in sorted((logs or {}).items()) if k != "loss")
-            raise DivergenceError(
-                f"training diverged at step {step}: the loss became {loss}; epoch means of the "
-                f"active terms: {terms}. Likely cause: a coefficient or learning rate too large "
-                f"for this model. Last good checkpoint: {self.manager.latest_checkpoint or 'none'}"
-            )
-        if self.every and step % self.every == 0:
-            self.save()
-
-
-def _latest_step(manager) -> int:
-    path = manager.latest_checkpoint
-    return int(path.rsplit("-", 1)[1]) if path else -1
 
 
 def steps_plan(num_train: int, cfg: TrainConfig):
@@ -356,13 +270,15 @@ def train(
 
 def _fit(net, trainer, ckpt, arrays, run, out, cfg, steps_per_epoch, total_steps, log, steps=None):
     manager = tf.train.CheckpointManager(ckpt, out.checkpoints, max_to_keep=2)
-    resume_metrics = None
     # Every worker resumes from the chief's checkpoints.
     latest = manager.latest_checkpoint if out is run else tf.train.latest_checkpoint(run.checkpoints)
     if latest:
         ckpt.restore(latest).assert_existing_objects_matched()
-        resume_metrics = RunDir.read_json(latest + ".metrics.json")
     start = int(trainer.optimizer.iterations.numpy())
+    # Before anything else: metrics.csv now holds exactly the rows of the restored checkpoint.
+    committed = CommittedState(
+        manager, out.metrics_csv, steps_per_epoch, total_steps, cfg.checkpoint_every_steps, latest, start
+    )
     if start:
         log(f"resuming from {latest} at step {start} of {total_steps}")
     if start >= total_steps:
@@ -371,13 +287,10 @@ def _fit(net, trainer, ckpt, arrays, run, out, cfg, steps_per_epoch, total_steps
     verbose = cfg.verbose if cfg.verbose >= 0 else (1 if sys.stdout.isatty() else 2)
     callbacks = [
         _EpochExtras(),
-        _MetricsCsv(out.metrics_csv),
+        committed,  # saves at epoch ends, then writes metrics.csv
         keras.callbacks.TensorBoard(out.tensorboard, update_freq="epoch", write_graph=False),
     ]
-    checkpoints = _Checkpoints(
-        manager, cfg.checkpoint_every_steps, resume_metrics if start % steps_per_epoch else None
-    )
-    callbacks += [checkpoints, *([steps] if steps is not None else []), _OneEpochPerFit()]
+    callbacks += [*([steps] if steps is not None else []), _OneEpochPerFit()]
     n_epochs = math.ceil(total_steps / steps_per_epoch)
     for epoch in range(start // steps_per_epoch, n_epochs):
         done_in_epoch = start - epoch * steps_per_epoch if epoch == start // steps_per_epoch else 0
@@ -389,5 +302,3 @@ def _fit(net, trainer, ckpt, arrays, run, out, cfg, steps_per_epoch, total_steps
         trainer.fit(
             ds, epochs=n_epochs, initial_epoch=epoch, callbacks=callbacks, shuffle=False, verbose=verbose
         )
-        if _latest_step(manager) != int(trainer.optimizer.iterations.numpy()):
-            checkpoints.save()
