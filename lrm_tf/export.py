@@ -15,6 +15,7 @@ import shutil
 import keras
 import tensorflow as tf
 
+from lrm_tf import killpoints
 from lrm_tf.report.rundir import is_run_dir, is_saved_model
 
 # How far outside [0, 1] the served model still answers (see `_Serving._logits`).
@@ -87,24 +88,37 @@ def _checked(images, ok, message):
 def export_saved_model(net: keras.Model, path: str):
     """Writes a SavedModel with a fixed-shape float32 signature (wrong shapes/dtypes are rejected).
 
+    Crash-consistent: the new export is written to `<path>.tmp`, the old one is moved aside to
+    `<path>.old` and the new one renamed into place, so a kill leaves the previous complete
+    export or none (then `<path>.old` holds it, and the next export puts it back before
+    starting), never a partial one.
+
     Args:
       net: the classifier, images [B, H, W, C] float32 in [0, 1] -> logits [B, classes].
       path: the SavedModel folder; replaced only once the new export is complete.
     """
     input_shape = tuple(net.input_shape[1:])
     module = _Serving(net, input_shape)
-    tmp = path.rstrip("/") + ".tmp"
+    path = path.rstrip("/")
+    tmp, old = path + ".tmp", path + ".old"
+    if not os.path.exists(path) and is_saved_model(old):  # a kill between the two renames
+        os.replace(old, path)
     shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
     tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
-    # Replace the old export only once the new one is complete.
-    shutil.rmtree(path, ignore_errors=True)
+    killpoints.hit("export_saved_model")
+    if os.path.exists(path):
+        os.replace(path, old)
+    killpoints.hit("export_swap")
     os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def save_keras(net: keras.Model, path: str):
     """Writes `net` as a native `.keras` file at `path`, atomically (temporary file, rename)."""
     tmp = path + ".tmp.keras"
     net.save(tmp)
+    killpoints.hit("export_keras")
     os.replace(tmp, path)
 
 

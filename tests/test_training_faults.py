@@ -1,4 +1,5 @@
-"""Faults in long runs: divergence, SIGKILL mid-epoch, and --deterministic reproducibility."""
+"""Faults in long runs: divergence, SIGKILL at every kill point (issue 16), and --deterministic
+reproducibility."""
 
 import csv
 import json
@@ -6,12 +7,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import zipfile
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from run_utils import REPO, run_main
+
+from lrm_tf import killpoints
 
 BASE = [
     "--dataset=digits",
@@ -73,43 +76,113 @@ def test_deterministic_runs_are_identical(uninterrupted, tmp_path):
     assert _results(uninterrupted) == _results(other)
 
 
-def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(uninterrupted, tmp_path):
-    model_dir = str(tmp_path / "run")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.Popen(
+# Kill points (lrm_tf/killpoints.py) as LRM_TF_KILL_AT values, each a chain of kills of the same
+# command (the last rerun is not killed). Saves of DETERMINISTIC (44-step epochs, every 7 steps):
+# 7, 14, ..., 42, 44 (7th: epoch 1's end), 49, 56 (9th), ..., 88 (14th: epoch 2's end), ..., 132.
+KILLS = {
+    # The window of issue 16 (second run): epoch 1's row is on disk (in the sidecar), its
+    # checkpoint is not. The first run was killed before training.
+    "started_then_row_before_checkpoint": ["started", "checkpoint_sidecar:7"],
+    "mid_checkpoint_mid_epoch": ["checkpoint_files:9"],
+    "checkpoint_before_csv": ["checkpoint:14"],
+    "after_last_row": ["metrics_csv:3"],
+    # The third kill finds a complete export in place and has moved it aside.
+    "export": ["export_saved_model", "export_keras", "export_swap"],
+    "evaluation_and_results": ["evaluation", "report", "finishing"],
+}
+
+
+def _run_killed(model_dir, kill_at):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", killpoints.ENV: kill_at}
+    proc = subprocess.run(
         [sys.executable, "-m", "lrm_tf.main", *DETERMINISTIC, f"--model_dir={model_dir}"],
         cwd=REPO,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
-    # Epochs are 44 steps; checkpoints every 7 steps. Kill once the checkpoint state names a
-    # mid-epoch-2 step (49 ... 84), i.e. after the save has completed, not merely begun.
-    state = os.path.join(model_dir, "checkpoints", "checkpoint")
+    assert proc.returncode == -signal.SIGKILL, f"{kill_at}: exited {proc.returncode}\n{proc.stderr[-2000:]}"
 
-    def latest_step():
-        try:
-            with open(state) as f:
-                return int(f.readline().split('"')[1].rsplit("-", 1)[1])
-        except (OSError, IndexError, ValueError):
-            return -1
 
-    deadline = time.time() + 300
-    while not 49 <= latest_step() < 88 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+def _committed_step(model_dir):
     latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-    step = int(latest.rsplit("-", 1)[1])
-    assert step % 44 != 0, f"killed at an epoch boundary ({step}); the test needs mid-epoch"
+    return (int(latest.rsplit("-", 1)[1]), latest) if latest else (0, None)
+
+
+def _assert_one_state(model_dir, reference):
+    """What a kill left describes the last complete checkpoint: metrics.csv holds no row beyond
+    it (and at most its own row is missing, restored from the sidecar on resume); exports and
+    results are complete or absent."""
+    step, latest = _committed_step(model_dir)
+    expected = [r for r in _metrics(reference) if int(r["step"]) <= step]
+    rows = _metrics(model_dir) if os.path.exists(os.path.join(model_dir, "metrics.csv")) else []
+    lagging = expected[:-1] if expected and expected[-1]["step"] == str(step) else expected
+    assert rows in (expected, lagging), f"metrics.csv {rows} vs checkpoint at step {step}"
+    if latest:  # the checkpoint carries every row up to its step, its own included
+        sidecar = json.load(open(latest + ".metrics.json"))
+        held = [{k: v for k, v in zip(sidecar["columns"], r) if k != "seconds"} for r in sidecar["rows"]]
+        assert held == expected
+    saved = os.path.join(model_dir, "saved_model")
+    if os.path.exists(saved):
+        assert os.path.isfile(os.path.join(saved, "saved_model.pb"))
+        assert os.path.isfile(os.path.join(saved, "variables", "variables.index"))
+    keras_file = os.path.join(model_dir, "model.keras")
+    if os.path.exists(keras_file):
+        with zipfile.ZipFile(keras_file) as z:
+            assert z.testzip() is None
+    if os.path.exists(os.path.join(model_dir, "results.json")):
+        assert _results_full(model_dir) == _results_full(reference)
+    assert json.load(open(os.path.join(model_dir, "run_state.json")))["status"] == "training"
+
+
+def _results_full(model_dir):
+    """results.json without its timings."""
+
+    def strip(v):
+        return {k: strip(x) for k, x in v.items() if k != "seconds"} if isinstance(v, dict) else v
+
+    with open(os.path.join(model_dir, "results.json")) as f:
+        return strip(json.load(f))
+
+
+def _keras_weights(model_dir):
+    from lrm_tf.export import load_keras
+
+    return load_keras(os.path.join(model_dir, "model.keras")).get_weights()
+
+
+def test_every_kill_point_is_tested():
+    assert {k.split(":")[0] for chain in KILLS.values() for k in chain} == set(killpoints.POINTS)
+    assert killpoints.parse("checkpoint:3") == ("checkpoint", 3)
+    for bad in ("checkpiont", "checkpoint:0", "checkpoint:x"):
+        with pytest.raises(ValueError, match=killpoints.ENV):
+            killpoints.parse(bad)
+
+
+@pytest.mark.parametrize("case", list(KILLS))
+def test_killed_at_a_kill_point_then_rerun_matches_uninterrupted(uninterrupted, tmp_path, case):
+    """Issue 16: killed right after a named write, the same command ends identical to an
+    uninterrupted run (metrics.csv, results.json, checkpoint and exported weights)."""
+    model_dir = str(tmp_path / "run")
+    for kill_at in KILLS[case]:
+        _run_killed(model_dir, kill_at)
+        _assert_one_state(model_dir, uninterrupted)
+    step, _ = _committed_step(model_dir)
     out = run_main(*DETERMINISTIC, f"--model_dir={model_dir}")
-    assert f"at step {step} " in out.stdout
+    if step:
+        assert f"at step {step} of 132" in out.stdout
     a, b = _weights(uninterrupted), _weights(model_dir)
+    assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    for x, y in zip(_keras_weights(uninterrupted), _keras_weights(model_dir), strict=True):
+        np.testing.assert_array_equal(x, y)
     assert _metrics(uninterrupted) == _metrics(model_dir)
-    assert _results(uninterrupted) == _results(model_dir)
+    assert _results_full(uninterrupted) == _results_full(model_dir)
+    assert json.load(open(os.path.join(model_dir, "run_state.json")))["status"] == "finished"
+    left = [f for f in os.listdir(model_dir) if f.endswith((".tmp", ".old", ".tmp.keras"))]
+    assert not left, left
 
 
 def test_divergence_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import time
 
 from absl import flags
@@ -91,6 +90,7 @@ def _output_dir(run):
 
 
 def _evaluate(s: Settings, model, arrays, run, title):
+    from lrm_tf import killpoints
     from lrm_tf.eval import evaluation
 
     images, labels = _test_images(s, arrays)
@@ -106,6 +106,7 @@ def _evaluate(s: Settings, model, arrays, run, title):
         spsa=s.spsa,
         save_adversarial=run.path if s.eval.save_adversarial else None,
     )
+    killpoints.hit("evaluation")
     evaluation.write_results(run, results, title)
     print()
     evaluation.print_table(results)
@@ -145,7 +146,7 @@ def _build_net(s: Settings, info, *, seed=None, synchronized_bn=False):
 
 def run_train(s: Settings, run):
     """train, then evaluate and export"""
-    from lrm_tf import export, training
+    from lrm_tf import export, killpoints, training
     from lrm_tf.cli import flags as cli_flags
     from lrm_tf.cli import sources
     from lrm_tf.cli.checks import check_replicas
@@ -159,7 +160,7 @@ def run_train(s: Settings, run):
                 f"--model_dir={run.path} holds {what}: pass --overwrite to "
                 "replace it or choose another --model_dir"
             )
-        shutil.rmtree(run.path)
+        run.remove()
     arrays = s.load_data()  # before the run directory exists: a missing data set leaves nothing behind
     try:
         run.check_writable()
@@ -167,6 +168,7 @@ def run_train(s: Settings, run):
         raise UsageError(f"--model_dir={run.path}: cannot write there ({e.strerror})") from None
     write_json_atomic(run.flags_json, {**cli_flags.resolved(), "_sources": sources.sources()})
     run.set_state("training")
+    killpoints.hit("started")
     info = arrays.info
     strategy = s.strategy()
     replicas = strategy.num_replicas_in_sync
@@ -188,6 +190,7 @@ def run_train(s: Settings, run):
         export.save_keras(net, run.keras_file)
     results = _evaluate(s, net, arrays, run, f"{s.model.model} on {s.data.dataset} ({run.path})")
     _record(s, run.path, "train")
+    killpoints.hit("finishing")
     run.set_state("finished", train_seconds=round(train_seconds, 1))
     return results
 

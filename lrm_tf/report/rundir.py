@@ -15,6 +15,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import tempfile
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -89,10 +90,20 @@ class RunDir:
         return self.read_json(self.state_json, {}).get("status") == "finished"
 
     def has_checkpoint(self) -> bool:
-        """Whether checkpoints/ holds a checkpoint to resume from."""
-        return os.path.isdir(self.checkpoints) and any(
-            f.startswith("ckpt") for f in os.listdir(self.checkpoints)
-        )
+        """Whether checkpoints/ holds a complete checkpoint to resume from: its state file
+        (`checkpoint`, written once a checkpoint's files are complete) exists."""
+        return os.path.isfile(os.path.join(self.checkpoints, "checkpoint"))
+
+    def remove(self):
+        """Deletes the directory: first renamed aside (one atomic step), then removed, so a kill
+        leaves the run whole or gone, never part of it (e.g. checkpoints without run_state.json).
+        A kill while removing leaves a hidden `.<name>.removing.<hex>` folder beside it."""
+        if not self.exists():
+            return
+        parent, name = os.path.split(self.path)
+        aside = os.path.join(parent, f".{name}.removing.{secrets.token_hex(4)}")
+        os.replace(self.path, aside)
+        shutil.rmtree(aside)
 
     def set_state(self, status: str, **extra):
         """Writes run_state.json atomically: {"status": status, **extra}.
