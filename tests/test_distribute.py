@@ -118,7 +118,7 @@ def test_multiworker_matches_single_process_and_resumes(tmp_path):
     single = _start(single_dir, tmp_path / "single.npz", 5)
     _finish(_workers(run_dir, tmp_path, 3, "first"))
     # Only the chief wrote the run directory; the other worker's scratch folder is gone.
-    assert sorted(os.listdir(run_dir)) == ["checkpoints", "metrics.csv", "tensorboard"]
+    assert sorted(os.listdir(run_dir)) == ["README.md", "checkpoints", "metrics.csv", "tensorboard"]
     assert os.path.exists(run_dir / "checkpoints" / "ckpt-3.index")
     assert os.listdir(tmp_path / "scratch") == []
     w0, w1 = _weights(tmp_path / "first_w0.npz"), _weights(tmp_path / "first_w1.npz")

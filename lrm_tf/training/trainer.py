@@ -22,6 +22,7 @@ from lrm_tf.objectives.terms import term_names
 from lrm_tf.report.rundir import RunDir
 from lrm_tf.training import distribute, health, keras_compat
 from lrm_tf.training.checkpoints import CommittedState
+from lrm_tf.training.events import EpochEvents
 from lrm_tf.training.schedules import make_schedule
 
 
@@ -117,7 +118,7 @@ class RobustTrainer(keras.Model):
 
 
 class _EpochExtras(keras.callbacks.Callback):
-    """Adds the learning rate to the epoch logs (before CSVLogger/TensorBoard read them)."""
+    """Adds the learning rate to the epoch logs (before metrics.csv is written from them)."""
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
@@ -288,7 +289,7 @@ def _fit(net, trainer, ckpt, arrays, run, out, cfg, steps_per_epoch, total_steps
     callbacks = [
         _EpochExtras(),
         committed,  # saves at epoch ends, then writes metrics.csv
-        keras.callbacks.TensorBoard(out.tensorboard, update_freq="epoch", write_graph=False),
+        EpochEvents(out, cfg),  # then TensorBoard logs metrics.csv's row (training/events.py)
     ]
     callbacks += [*([steps] if steps is not None else []), _OneEpochPerFit()]
     n_epochs = math.ceil(total_steps / steps_per_epoch)
