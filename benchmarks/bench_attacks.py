@@ -82,7 +82,11 @@ def _tf_setup(model_name, batch, seed=0):
     return tf, net
 
 
-class _Batch:
+class Batch:
+    """One random CIFAR-shaped batch (x float [batch, 32, 32, 3] in [0, 1], labels, seed) and
+    the timed work on it: `fwd_bwd` (one PGD step's pass) and `pgd` (PGD-k as evaluation
+    runs it). Also used by gpu_check.py."""
+
     def __init__(self, tf, net, batch, seed=0):
         self.tf, self.net, self.batch = tf, net, batch
         self.x = tf.random.stateless_uniform([batch, 32, 32, 3], [seed, 1])
@@ -150,7 +154,7 @@ def _memory_child(args):
     exceeds what PGD needs) cannot hide growth; without /proc/self/clear_refs it falls back to
     ru_maxrss over the process lifetime and says so."""
     tf, net = _tf_setup(args.model, args.memory_batch)
-    b = _Batch(tf, net, args.memory_batch)
+    b = Batch(tf, net, args.memory_batch)
     _timed(b.fwd_bwd(bool(args.child_xla)))
     base = _proc_status_mib("VmRSS")
     reset = _reset_peak_rss()
@@ -378,7 +382,7 @@ def main():
         f"# bench_attacks: {args.model} ({net.count_params()} params), TF {tf.__version__}, "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start"
     )
-    batches = {b: _Batch(tf, net, b) for b in sorted(set(k_batch.values()))}
+    batches = {b: Batch(tf, net, b) for b in sorted(set(k_batch.values()))}
     fns, trace, first = {}, {}, {}
     batches[min(batches)].pgd(1, False)  # one-off costs of the first trace (imports, caches)
     for b, bb in batches.items():

@@ -84,12 +84,34 @@ def objectives(attack):
     return cheap, adversarial
 
 
-def _timed(fn):
+def timed(fn):
+    """(wall s, process CPU s) of one call of fn, a returned tensor read back (so the device
+    has finished)."""
     t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
     if hasattr(out, "numpy"):
         out.numpy()
     return time.perf_counter() - t0, time.process_time() - c0
+
+
+def fitted_trainer(net, objective, cfg, threat, x=None, y=None):
+    """A trainer from lrm_tf.training.build_trainer for `net`; given a batch (x, y), one `fit`
+    on it builds everything and creates the trainer's `train_function` (its first step)."""
+    import tensorflow as tf
+
+    from lrm_tf import training
+
+    classes = int(net.output_shape[-1])
+    tr = training.build_trainer(net, objective, classes, cfg, steps_per_epoch=100, threat=threat)
+    if x is not None:
+        tr.fit(tf.data.Dataset.from_tensors((x, y)), epochs=1, verbose=0, shuffle=False)
+    return tr
+
+
+def train_step_fn(trainer, x, y):
+    """fit's compiled step (strategy.run(train_step) + metric reduction), fed one batch: a
+    callable returning the loss tensor."""
+    return lambda: trainer.train_function([(x, y)])["loss"]
 
 
 def main():
@@ -145,14 +167,7 @@ def main():
 
     def trainer_for(objective, xb=None, yb=None):
         net = models.build_model(args.model, info.image_shape, info.num_classes, seed=0)
-        tr = training.build_trainer(net, objective, info.num_classes, cfg, steps_per_epoch=100, threat=threat)
-        if xb is not None:  # builds everything and creates tr.train_function
-            tr.fit(tf.data.Dataset.from_tensors((xb, yb)), epochs=1, verbose=0, shuffle=False)
-        return tr
-
-    def step_fn(tr, xb, yb):
-        # fit's compiled step (strategy.run(train_step) + metric reduction), fed one batch.
-        return lambda: tr.train_function([(xb, yb)])["loss"]
+        return fitted_trainer(net, objective, cfg, threat, xb, yb)
 
     arrays = data.synthetic_arrays("cifar10", b * args.pipeline_steps, 16, seed=0)
     x = data.to_float(arrays.x_train[:b])
@@ -161,8 +176,8 @@ def main():
 
     fns = {}
     for name, obj in {**cheap, **adversarial}.items():
-        fns[("step", name)] = step_fn(trainer_for(obj, x, y), x, y)
-    fns[("step2B", "regular")] = step_fn(trainer_for(Objective(), x2, y2), x2, y2)
+        fns[("step", name)] = train_step_fn(trainer_for(obj, x, y), x, y)
+    fns[("step2B", "regular")] = train_step_fn(trainer_for(Objective(), x2, y2), x2, y2)
     attack_net = models.build_model(args.model, info.image_shape, info.num_classes, seed=0)
     attack = tf.function(attacks.build_attack(args.attack, lambda z: attack_net(z, training=False), threat))
     seed = tf.constant([0, 37], tf.int64)
@@ -197,7 +212,7 @@ def main():
     )
     first = {}
     for key, fn in fns.items():  # tracing and first runs, outside the timed rounds
-        first[key] = _timed(fn)[0]
+        first[key] = timed(fn)[0]
     samples = {key: [] for key in fns}
     rounds = max(args.repeats, args.adv_repeats)
     adv_keys = {("step", n) for n in adversarial} | {("attack", args.attack)}
@@ -205,7 +220,7 @@ def main():
         for key, fn in fns.items():
             if r >= (args.adv_repeats if key in adv_keys else args.repeats):
                 continue
-            samples[key].append(_timed(fn))
+            samples[key].append(timed(fn))
         print(f"# round {r + 1}/{rounds} done, load average {os.getloadavg()[0]:.1f}", flush=True)
 
     med = lambda key, i: statistics.median(s[i] for s in samples[key])
@@ -343,7 +358,7 @@ def torch_comparison(args):
         t, fn = fns[key]
         if t is not None:
             torch.set_num_threads(t)  # outside the timed call
-        return _timed(fn)
+        return timed(fn)
 
     print(
         f"# bench_train --torch: {args.model}, batch {b}, {spec.name} (eps 8/255, step 2/255, random "
