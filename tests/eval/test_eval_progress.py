@@ -174,7 +174,7 @@ def test_analyses_report_the_attack_and_every_analysis(model_and_data, tmp_path)
     )  # fmt: skip
     parts = {note.split(":")[0] for _, note in counter.calls}
     assert parts == {
-        "adversarial examples (pgd10_xent)",
+        f"adversarial examples ({analysis.DEFAULT_ATTACK})",
         "1/4 logits",
         "2/4 eps_l",
         "3/4 landscape",
