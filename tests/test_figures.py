@@ -83,3 +83,17 @@ def test_default_analysis_attack_is_at_least_as_strong_as_pgd20(mlp, digits):  #
     default, pgd20 = accuracy(analysis.DEFAULT_ATTACK), accuracy("pgd20_xent")
     print(f"{analysis.DEFAULT_ATTACK}: {default:.3f}, pgd20_xent: {pgd20:.3f}")
     assert default <= pgd20
+
+
+def test_run_label_reads_the_evaluated_run(tmp_path):
+    """--load_from=<run>/saved_model --model_dir=<elsewhere>: the figures name the loaded run's
+    model and dataset, read from the run holding the SavedModel."""
+    from lrm_tf.report.plotting import run_label
+
+    run = tmp_path / "run"
+    (run / "saved_model").mkdir(parents=True)
+    (run / "flags.json").write_text(json.dumps({"model": "resnet8", "dataset": "cifar10"}))
+    label = run_label(str(tmp_path / "out"), source=str(run / "saved_model"), dataset="mnist")
+    assert label.text() == f"run {run / 'saved_model'} | model resnet8 | dataset cifar10"
+    label = run_label(str(tmp_path / "out"), source=str(tmp_path / "x.keras"), dataset="mnist")
+    assert label.text() == f"run {tmp_path / 'x.keras'} | model x.keras | dataset mnist"

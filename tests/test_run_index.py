@@ -27,7 +27,9 @@ def _fake_run(folder):
 
 def test_every_mode_leaves_a_readme_that_links_what_the_run_holds(tmp_path):
     _fake_run(tmp_path)
-    writer.write_provenance(str(tmp_path), "train", writer.provenance({}, 0))
+    writer.write_provenance(
+        str(tmp_path), "analyze", writer.provenance({}, 0, evaluated="runs/x/saved_model")
+    )
     text = (tmp_path / "README.md").read_text()
     for needed in (
         "[results.md](results.md)",
@@ -43,6 +45,7 @@ def test_every_mode_leaves_a_readme_that_links_what_the_run_holds(tmp_path):
         "`mnist_cnn` on `digits`",
         "logit_squeeze=0.5",
         "Trained 2 epochs",
+        "Evaluated model: `runs/x/saved_model`",
     ):
         assert needed in text, (needed, text)
     for target in re.findall(r"\]\(([^)]+)\)", text):

@@ -89,7 +89,14 @@ def _output_dir(run):
     return source, RunDir(source)
 
 
-def _evaluate(s: Settings, model, arrays, run, title):
+def _label(s: Settings, out_path: str, source: str, model):
+    """What the figures name: the evaluated run (or model) with its model and dataset."""
+    from lrm_tf.report.plotting import run_label
+
+    return run_label(out_path, source=source, model=model, dataset=s.data.dataset)
+
+
+def _evaluate(s: Settings, model, arrays, run, title, source=None):
     from lrm_tf import killpoints
     from lrm_tf.eval import evaluation
 
@@ -124,6 +131,7 @@ def _evaluate(s: Settings, model, arrays, run, title):
             batch_size=s.eval.eval_batch_size,
             seed=s.train.seed,
             strategy=s.strategy(),
+            label=_label(s, run.path, source or run.path, model),
         )
         print(f"curves: {', '.join(f'curve_{c}.png' for c in s.curves.curves)} in {run.path}")
     return results
@@ -201,7 +209,7 @@ def run_eval(s: Settings, run):
     model = _loaded(source, s)
     arrays = s.load_data()
     out.create()
-    results = _evaluate(s, model, arrays, out, f"evaluation of {source}")
+    results = _evaluate(s, model, arrays, out, f"evaluation of {source}", source)
     _record(s, out.path, "eval", evaluated=source)
     return results
 
@@ -265,6 +273,7 @@ def run_analyze(s: Settings, run):
         batch_size=s.eval.eval_batch_size,
         strategy=s.strategy(),
         spsa=s.spsa,
+        label=_label(s, out.path, source, model),
     )
     _record(s, out.path, "analyze", evaluated=source)
     print(f"analyses written to {out.path}: " + ", ".join(f"analysis_{a}.png" for a in s.analysis.analyses))

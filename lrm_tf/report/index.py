@@ -101,6 +101,12 @@ def _summary(folder: str) -> list[str]:
         what = f"`{flags.get('model')}` on `{flags.get('dataset')}`, mode `{flags.get('mode', 'train')}`"
         terms = _objective(flags)
         lines.append(f"{what}; objective: {', '.join(terms) if terms else 'cross-entropy only'}.")
+    records = _json(os.path.join(folder, "provenance.json")) or {}
+    evaluated = sorted(
+        {r["evaluated"] for r in records.values() if isinstance(r, dict) and r.get("evaluated")}
+    )
+    if evaluated and evaluated != [folder]:
+        lines.append(f"Evaluated model: {', '.join(f'`{e}`' for e in evaluated)} (provenance.json).")
     epochs = tensorboard.model_step(folder)
     if epochs:
         lines.append(f"Trained {epochs} epochs (metrics.csv).")
@@ -144,7 +150,10 @@ def index_markdown(folder: str) -> str:
             "train/: one point per epoch of metrics.csv (step = epoch); eval/: `accuracy/<attack>` "
             "and the figures, at the epoch of the evaluated model; the HParams tab: the settings.",
         ]
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines)
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
+    return text + "\n"
 
 
 def write_index(folder: str) -> str:
