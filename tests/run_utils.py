@@ -41,3 +41,19 @@ def run_main(*args, timeout=600, check=True, env=None):
             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         )
     return proc
+
+
+def run_main_to_file(log, *args, timeout=600):
+    """Runs `python -m lrm_tf.main` with stdout and stderr redirected to the file `log` (a
+    path); returns (exit status, the log's bytes)."""
+    with open(log, "w") as out:
+        proc = subprocess.run(
+            [sys.executable, "-m", "lrm_tf.main", *args],
+            cwd=REPO,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+        )
+    with open(log, "rb") as f:
+        return proc.returncode, f.read()

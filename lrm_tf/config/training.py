@@ -115,8 +115,9 @@ class TrainConfig(Config):
     train_limit: int = setting(0, "train on the first N training examples only (0: all)", check=at_least(0))
     verbose: int = setting(
         -1,
-        "fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch; -1 "
-        "chooses 1 on a terminal and 2 otherwise",
+        "training output: 0 silent; 1 each epoch's progress (step, loss, accuracy, objective "
+        "terms, elapsed, time left: one updating line on a terminal, in a file a line per tenth "
+        "of an epoch and every 30 s) and a line per epoch; 2 the line per epoch only; -1 as 1",
         choices=(-1, 0, 1, 2),
         group="execution",
     )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable
 
@@ -23,6 +22,7 @@ from lrm_tf.report.rundir import RunDir
 from lrm_tf.training import distribute, health, keras_compat
 from lrm_tf.training.checkpoints import CommittedState
 from lrm_tf.training.events import EpochEvents
+from lrm_tf.training.fit_progress import FitProgress
 from lrm_tf.training.schedules import make_schedule
 
 
@@ -285,21 +285,28 @@ def _fit(net, trainer, ckpt, arrays, run, out, cfg, steps_per_epoch, total_steps
     if start >= total_steps:
         return
 
-    verbose = cfg.verbose if cfg.verbose >= 0 else (1 if sys.stdout.isatty() else 2)
+    # fit's own output is off: progress goes through report/progress (training/fit_progress.py).
+    verbose = cfg.verbose if cfg.verbose >= 0 else 1
+    shown = [FitProgress(steps_per_epoch, total_steps, batches=verbose == 1)] if verbose else []
     callbacks = [
-        _EpochExtras(),
+        _EpochExtras(),  # first: the epoch's line shows the learning rate
+        *shown,
         committed,  # saves at epoch ends, then writes metrics.csv
         EpochEvents(out, cfg),  # then TensorBoard logs metrics.csv's row (training/events.py)
     ]
     callbacks += [*([steps] if steps is not None else []), _OneEpochPerFit()]
     n_epochs = math.ceil(total_steps / steps_per_epoch)
-    for epoch in range(start // steps_per_epoch, n_epochs):
-        done_in_epoch = start - epoch * steps_per_epoch if epoch == start // steps_per_epoch else 0
-        steps = min(steps_per_epoch, total_steps - epoch * steps_per_epoch) - done_in_epoch
-        ds = data_lib.train_dataset(
-            arrays, cfg.batch_size, seed=cfg.seed, epoch=epoch, limit=cfg.train_limit or None
-        )
-        ds = ds.skip(done_in_epoch).take(steps)
-        trainer.fit(
-            ds, epochs=n_epochs, initial_epoch=epoch, callbacks=callbacks, shuffle=False, verbose=verbose
-        )
+    try:
+        for epoch in range(start // steps_per_epoch, n_epochs):
+            done_in_epoch = start - epoch * steps_per_epoch if epoch == start // steps_per_epoch else 0
+            steps = min(steps_per_epoch, total_steps - epoch * steps_per_epoch) - done_in_epoch
+            ds = data_lib.train_dataset(
+                arrays, cfg.batch_size, seed=cfg.seed, epoch=epoch, limit=cfg.train_limit or None
+            )
+            ds = ds.skip(done_in_epoch).take(steps)
+            trainer.fit(
+                ds, epochs=n_epochs, initial_epoch=epoch, callbacks=callbacks, shuffle=False, verbose=0
+            )
+    finally:
+        for callback in shown:  # an epoch that raised: end its line, stop its timer
+            callback.close()

@@ -3,20 +3,16 @@ transfer, audit and analyze on a tiny digits model leave plain lines, no ESC, ca
 or backspace (Keras' progress bar wrote all three), and each step's last progress line."""
 
 import dataclasses
-import os
 import re
-import subprocess
-import sys
 
 import keras
 import pytest
+from run_utils import run_main_to_file
 
 from lrm_tf import export
 from lrm_tf.config import AuditConfig
 from tests.test_audit import CONFIG as AUDIT
 from tests.test_audit import SPSA as AUDIT_SPSA
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _flags(config, default) -> list[str]:
@@ -62,17 +58,8 @@ def test_redirected_log_is_plain_lines(mode, saved_model, tmp_path):
         "--eval_batch_size=4",
         *flags,
     ]
-    with open(log, "w") as out:
-        proc = subprocess.run(
-            [sys.executable, "-m", "lrm_tf.main", *args],
-            cwd=REPO,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            timeout=600,
-        )
-    text = log.read_bytes()
-    assert proc.returncode == 0, text[-3000:].decode(errors="replace")
+    returncode, text = run_main_to_file(log, *args)
+    assert returncode == 0, text[-3000:].decode(errors="replace")
     assert not re.search(rb"[\x1b\r\x08]", text), "control characters in the log"
     for step in steps:  # the step's last line: 100%, the elapsed time
         assert re.search(rf"^{step}: 100% .*\[[\dhms]+\]$".encode(), text, re.M), (
