@@ -49,3 +49,11 @@ def test_results_md_is_up_to_date():
     with open(os.path.join(REPO, claims.RESULTS), encoding="utf-8") as f:
         text = f.read()
     assert claims.render_results(text) == text, f"stale: run `{claims.COMMAND}`"
+
+
+def test_compare_mode_without_runs_prints_the_claims(tmp_path, capsys):
+    from lrm_tf import main
+
+    code = main.run_argv(["lrm_tf", "--mode=compare", f"--model_dir={tmp_path / 'out'}"])
+    out = capsys.readouterr().out
+    assert code == 0 and claims.markdown() in out

@@ -101,8 +101,6 @@ def check_paths() -> None:
             if not (is_run_dir(path) or is_saved_model(path)):
                 raise UsageError(f"--{flag}={path}: not a run directory (flags.json) or a SavedModel")
     if FLAGS.mode == "compare":
-        if not FLAGS.compare_runs:
-            raise UsageError("--mode=compare needs --compare_runs=<run dir>[,<run dir>...]")
         for path in FLAGS.compare_runs:
             if not os.path.isdir(path):
                 raise UsageError(f"--compare_runs={path}: no such run directory")

@@ -49,7 +49,11 @@ _own(
     group="evaluation",
 )
 _own(
-    flags.DEFINE_list, "compare_runs", [], "--mode=compare: run directories to set beside the papers' numbers"
+    flags.DEFINE_list,
+    "compare_runs",
+    [],
+    "--mode=compare: run directories to set beside the papers' numbers "
+    "(none: print the claims table of benchmarks/RESULTS.md)",
 )
 _own(flags.DEFINE_bool, "export", True, "after training, write saved_model/ and model.keras (off: dry runs)")
 _own(flags.DEFINE_bool, "overwrite", False, "replace a finished run in --model_dir instead of refusing")

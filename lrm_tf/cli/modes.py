@@ -304,9 +304,12 @@ def run_audit(s: Settings, run):
 
 
 def run_compare(s: Settings, run):
-    """set --compare_runs beside the papers' published numbers"""
-    from lrm_tf.report import compare
+    """set --compare_runs beside the papers' published numbers (none: print the claims table)"""
+    from lrm_tf.report import claims, compare
 
+    if not FLAGS.compare_runs:
+        print(claims.markdown(), end="")
+        return
     try:
         rows = compare.compare_runs(FLAGS.compare_runs)
     except compare.CompareError as e:
