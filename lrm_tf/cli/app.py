@@ -56,6 +56,11 @@ def _setup_tf():
     tf.get_logger().setLevel("ERROR")
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
+        # Op determinism misses one case: Grappler's arithmetic optimizer rewrites chains of adds
+        # (the loss's terms) into AddN, which starts its sum from whichever input buffer it can
+        # reuse at run time, so the logged loss's last bit followed thread timing (BUILD_NOTES.md,
+        # "Crash consistency").
+        tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
     keras.utils.set_random_seed(FLAGS.seed)
 
 
