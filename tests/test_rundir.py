@@ -31,6 +31,31 @@ def test_run_state_and_writability(tmp_path):
     assert os.listdir(run.path) == ["run_state.json"]
 
 
+def test_checkpoint_means_a_committed_one_and_remove_is_whole(tmp_path, monkeypatch):
+    """has_checkpoint needs the state file (a kill mid-save leaves only ckpt-N files); remove()
+    renames the run aside first, so a kill while deleting never leaves part of it in place."""
+    run = RunDir(str(tmp_path / "run"))
+    os.makedirs(run.checkpoints)
+    for name in ("ckpt-7.metrics.json", "ckpt-7.index", "ckpt-7.data-00000-of-00001"):
+        open(os.path.join(run.checkpoints, name), "w").close()
+    assert not run.has_checkpoint()
+    open(os.path.join(run.checkpoints, "checkpoint"), "w").close()
+    assert run.has_checkpoint()
+    run.set_state("finished")
+
+    def killed(path):
+        raise KeyboardInterrupt  # stands for a kill half-way through the deletion
+
+    monkeypatch.setattr("shutil.rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run.remove()
+    assert not run.exists()
+    (aside,) = os.listdir(tmp_path)
+    assert aside.startswith(".run.removing.")
+    monkeypatch.undo()
+    run.remove()  # nothing there: no error
+
+
 def test_crash_before_rename_keeps_old_file(tmp_path, monkeypatch):
     path = tmp_path / "results.md"
     path.write_text("old table\n")
