@@ -356,7 +356,14 @@ def attack_units(
         chunks = pairs // max(d for d in range(1, limit + 1) if pairs % d == 0)
         work, calls, randomized = spec.steps * spsa_samples, spec.steps * chunks, True
     else:
-        raise ValueError(f"no cost model for attack family {spec.family!r} ({name})")
+        # APGD, FAB, Square and the ensembles: the library's progress cost model
+        # (lrm_tf.eval.cost, a gradient pass = 3 forward) with its gradient passes at
+        # attack_pass_cost instead; one sequential call per step.
+        from lrm_tf.config import Threat
+        from lrm_tf.eval.cost import GRADIENT, attack_cost
+
+        passes = attack_cost(spec, Threat(eps=1.0, eps_step=1.0, restarts=restarts)) - 1
+        work, calls, randomized = passes * attack_pass_cost / GRADIENT, passes / GRADIENT, False
     runs = restarts if randomized else 1
     work, calls = runs * work, runs * calls
     if runs > 1:  # worst_case_over_restarts scores every restart's result once
@@ -777,6 +784,22 @@ def measure_markdown(
 # ----------------------------------------------------------------------------- main
 
 
+FLOPS_FILE = os.path.join(REPO, "lrm_tf", "reproduce", "forward_flops.json")
+
+
+def write_flops(flops: dict[ModelKey, ModelFlops], path: str = FLOPS_FILE) -> None:
+    """Writes {"<model>/<dataset>": forward FLOPs per image (profiled)} for the plan's costs."""
+    import json
+
+    about = "forward FLOPs per image, TensorFlow's profiler: python benchmarks/gpu_cost.py --write_flops"
+    data = {"_about": about}
+    data.update({str(key): flops[key].profiled for key in sorted(flops, key=str)})
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+    print(f"wrote {path}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -817,6 +840,12 @@ def main(argv=None):
         help="--measure: comma list of model names "
         "(e.g. mnist_cnn,resnet8; default: every model the flagfiles use)",
     )
+    p.add_argument(
+        "--write_flops",
+        action="store_true",
+        help="write every model's forward FLOPs per image to lrm_tf/reproduce/forward_flops.json "
+        "(what --mode=reproduce --plan estimates costs from)",
+    )
     p.add_argument("--measure_batch", type=int, default=32)
     p.add_argument("--measure_repeats", type=int, default=5)
     args = p.parse_args(argv)
@@ -838,6 +867,8 @@ def main(argv=None):
     for model, dataset in CHECKED_MODELS:
         key = ModelKey(model, dataset)
         pass_checks[key] = check_pass_costs(flops.get(key) or count_model_flops(key))
+    if args.write_flops:
+        write_flops(flops)
     rows = cost_rows(flagfiles, index, trained, flops, args.attack_pass_cost)
 
     lines = [

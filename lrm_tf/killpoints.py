@@ -28,6 +28,8 @@ POINTS = {
     "evaluation": "the model exported and evaluated, no result written yet",
     "report": "a report's .json written, its .md not yet (results.json before results.md)",
     "finishing": "results and provenance written; run_state.json still says 'training'",
+    "reproduce_row": "--mode=reproduce: a row's child process ended and its outcome is recorded "
+    "(logs/<name>.json); the next rows not started",
 }
 
 _hits: dict[str, int] = {}

@@ -175,6 +175,8 @@ def _child(out_root, paths):
         if flags.get("mode") == "transfer":  # one source is enough once all are validated
             first = [a for a in own if a.startswith("--load_from=")][0].split(",")[0]
             extra += ["--eval_attacks=fgsm_xent", first]
+        if float(flags.get("eps", 0)) > 1:  # an L2 budget: only its own (L2) attacks accept it
+            extra += [f"--eval_attacks={flags['eval_attacks']}"]
         if name not in needed and flags.get("mode", "train") == "train":
             extra += ["--export=false"]  # nothing loads this run: skip the SavedModel write
         if name in selected:

@@ -153,7 +153,9 @@ def _keras_weights(model_dir):
 
 
 def test_every_kill_point_is_tested():
-    assert {k.split(":")[0] for chain in KILLS.values() for k in chain} == set(killpoints.POINTS)
+    tested_elsewhere = {"reproduce_row"}  # the table runner's: tests/reproduce/test_reproduce.py
+    chained = {k.split(":")[0] for chain in KILLS.values() for k in chain}
+    assert chained == set(killpoints.POINTS) - tested_elsewhere
     assert killpoints.parse("checkpoint:3") == ("checkpoint", 3)
     for bad in ("checkpiont", "checkpoint:0", "checkpoint:x"):
         with pytest.raises(ValueError, match=killpoints.ENV):

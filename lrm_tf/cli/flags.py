@@ -55,6 +55,33 @@ _own(
     "--mode=compare: run directories to set beside the papers' numbers "
     "(none: print the claims table of benchmarks/RESULTS.md)",
 )
+_own(
+    flags.DEFINE_string,
+    "table",
+    "",
+    "--mode=reproduce: the paper table (lrm_t1, lrm_t2, shafahi_t2, alp_t1, poster_cifar10, ..., all); "
+    "its runs go to --model_dir/<flagfile stem> (default runs/, runs/scale_<scale> when reduced)",
+)
+_own(
+    flags.DEFINE_bool,
+    "plan",
+    False,
+    "--mode=reproduce: print every run, its status, command and cost; run nothing",
+)
+_own(
+    flags.DEFINE_float,
+    "scale",
+    1.0,
+    "--mode=reproduce: train every row for this fraction of its iterations, schedule compressed "
+    "alike (0.02: the CPU-scale reproduction)",
+)
+_own(flags.DEFINE_integer, "workers", 1, "--mode=reproduce: rows run at the same time (one GPU each)")
+_own(
+    flags.DEFINE_string,
+    "shard",
+    "0/1",
+    "--mode=reproduce: i/n: this host runs every n-th row from the i-th, over a shared --model_dir",
+)
 _own(flags.DEFINE_bool, "export", True, "after training, write saved_model/ and model.keras (off: dry runs)")
 _own(flags.DEFINE_bool, "overwrite", False, "replace a finished run in --model_dir instead of refusing")
 _own(

@@ -321,6 +321,50 @@ def run_compare(s: Settings, run):
     print(f"comparison written to {run.path}")
 
 
+# The reproduce command's own flags; every other flag it is given passes to each row's command.
+REPRODUCE_FLAGS = ("mode", "table", "plan", "scale", "workers", "shard", "model_dir", "flagfile")
+
+
+def run_reproduce(s: Settings, run):
+    """a paper table: plan, run what is missing in dependency order, resume, lay out"""
+    from lrm_tf.cli import flags as cli_flags
+    from lrm_tf.reproduce import reproduce
+
+    if not FLAGS.table:
+        raise UsageError("--mode=reproduce needs --table=<paper>_t<N> (e.g. lrm_t2) or --table=all")
+    try:
+        index, count = (int(v) for v in FLAGS.shard.split("/"))
+        if not 0 <= index < count:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"--shard={FLAGS.shard}: expected i/n with 0 <= i < n, e.g. 0/2") from None
+    if not 0 < FLAGS.scale <= 1:
+        raise UsageError(f"--scale={FLAGS.scale:g}: must be in (0, 1]")
+    if FLAGS.workers < 1:
+        raise UsageError(f"--workers={FLAGS.workers}: must be at least 1")
+    extra, known = {}, cli_flags.resolved()
+    for name in known:
+        if FLAGS[name].present and name not in REPRODUCE_FLAGS:
+            value = FLAGS[name].value
+            extra[name] = str(value).lower() if isinstance(value, bool) else cli_flags.show(value)
+    default_root = "runs" if FLAGS.scale == 1 else f"runs/scale_{FLAGS.scale:g}"
+    root = FLAGS.model_dir if FLAGS["model_dir"].present else default_root
+    try:
+        code = reproduce(
+            FLAGS.table,
+            root,
+            scale=FLAGS.scale,
+            extra=extra,
+            plan_only=FLAGS.plan,
+            workers=FLAGS.workers,
+            shard=(index, count),
+        )
+    except (KeyError, ValueError) as e:
+        raise UsageError(f"--table={FLAGS.table}: {e.args[0] if e.args else e}") from None
+    if code:
+        raise SystemExit(code)
+
+
 def run_export(s: Settings, run):
     """re-export the last checkpoint of --model_dir"""
     import tensorflow as tf
@@ -347,6 +391,7 @@ MODES = {
     "audit": run_audit,
     "compare": run_compare,
     "export": run_export,
+    "reproduce": run_reproduce,
 }
 
 flags.DEFINE_enum(

@@ -98,6 +98,29 @@ def _transfer_results(run_dir: str, target: str | None) -> dict:
     return out
 
 
+def run_results(run_dir: str, target: str | None = None) -> dict | None:
+    """What one run directory measured: results.json's white-box entries and the black-box
+    columns of its transfer matrices (`blackbox:<source>:<attack>`, the column of `target`
+    or of the matrix's only target).
+
+    Args:
+        run_dir: the run directory.
+        target: the target model's flagfile stem (or run directory name) in the matrices.
+
+    Returns:
+        {attack: {"accuracy": fraction, "examples": n, ...}}, or None when the run has
+        neither results.json nor a transfer matrix.
+
+    Raises:
+        CompareError: unreadable JSON.
+    """
+    results = _read_json(os.path.join(run_dir, "results.json"))
+    transferred = _transfer_results(run_dir, target)
+    if results is None and not transferred:
+        return None
+    return {**(results or {}), **transferred}
+
+
 def compare_runs(run_dirs: Iterable[str]) -> list[dict]:
     """Our accuracies next to the published ones, one row per (run, attack).
 
@@ -123,10 +146,9 @@ def compare_runs(run_dirs: Iterable[str]) -> list[dict]:
         flags = _read_json(os.path.join(run_dir, "flags.json")) or {}
         stem = match_run(run_dir, flags)
         entry = PUBLISHED.get(stem) if stem else None
-        results = _read_json(os.path.join(run_dir, "results.json"))
-        transferred = _transfer_results(run_dir, entry.get("target") if entry else None)
-        note = "" if results is not None or transferred else NO_RESULTS
-        results = {**(results or {}), **transferred}
+        results = run_results(run_dir, entry.get("target") if entry else None)
+        note = "" if results is not None else NO_RESULTS
+        results = results or {}
         published = entry["results"] if entry else {}
         attacks = list(published) + [a for a in results if a not in published]
         if not attacks:

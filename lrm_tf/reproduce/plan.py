@@ -1,0 +1,308 @@
+"""A table's plan: every run with its status on disk, its command, and what it still costs.
+
+Status of a run (`status_of`), read from its run directory under the plan's root:
+  done     training: run_state.json says finished; eval/transfer: provenance.json holds the
+           mode's record (written last, after the results).
+  partial  training with a complete checkpoint to resume from (the step from metrics.csv).
+  failed   the runner recorded a failure (logs/<name>.json: exit status and last error line),
+           or the run stopped as not learning; a rerun tries it again.
+  conflict the directory holds a run made with another number of training steps (another
+           --scale): never resumed or replaced by the plan; remove it or choose another root.
+  missing  nothing yet.
+
+Reduced scale (`scale_overrides`): `scale` < 1 trains every row for that fraction of its
+iterations, its learning-rate schedule compressed with it (boundaries and warm-up converted
+to steps and scaled), so a 2% run follows the paper's schedule shape; evaluation is unchanged
+(`--eval_examples` on the reproduce command passes to every row). The scale is recorded in each
+run's flags (`train_steps`) and in the table's outputs.
+
+Cost (`estimate_hours`): the remaining hours of each run on the current device. A run with
+measured step times (metrics.csv) is extrapolated from them; otherwise FLOPs / throughput: the
+forward FLOPs per image of its model (forward_flops.json, written by benchmarks/gpu_cost.py
+--write_flops from TensorFlow's profiler), times the passes of the cost model (training pass 3,
+an attack's passes from `lrm_tf.eval.cost.attack_cost`), at the device's effective throughput
+(DEVICE_TFLOPS: a range), calibrated by the plan's own measured runs where there are any.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import shlex
+import shutil
+from importlib import resources
+
+from lrm_tf.reproduce.catalogue import FLAGS_DIR, RUNS, Job, jobs_for
+
+STATUSES = ("done", "partial", "missing", "failed", "conflict")
+LOGS = "logs"  # the runner's folder under the root: <name>.log, <name>.json
+# Effective TFLOP/s of these fp32 TensorFlow models, (low, high): one modern GPU as
+# benchmarks/gpu_cost.py assumes (60-200), and the 2-core development CPU as measured there
+# (26-66 GFLOP/s for mnist_cnn, resnet8, resnet_simple; BUILD_NOTES.md, GPU cost).
+DEVICE_TFLOPS = {"gpu": (60.0, 200.0), "cpu": (0.026, 0.066)}
+
+
+@dataclasses.dataclass
+class PlannedRun:
+    """One job of the plan with its run directory, status and command.
+
+    Attributes:
+      job: the catalogue job.
+      run_dir: its run directory (absolute).
+      status: one of STATUSES.
+      detail: the step reached ("step 1200 of 6000"), or the failure's last error line.
+      steps: training steps planned (None when the job does not train).
+      args: the command's arguments after `python -m lrm_tf.main`.
+      hours: remaining (low, high) hours on the device, once estimated.
+      own: whether the job is a row of the table (else what a row needs).
+    """
+
+    job: Job
+    run_dir: str
+    status: str
+    detail: str
+    steps: int | None
+    args: list[str]
+    hours: tuple[float, float] | None = None
+    own: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.job.name
+
+    def command(self) -> str:
+        """The command line a person can paste."""
+        return "python -m lrm_tf.main " + " ".join(shlex.quote(a) for a in self.args)
+
+
+def _value(job: Job, name: str, default: str = "") -> str:
+    return job.overrides.get(name, job.flags.get(name, default))
+
+
+def total_steps(job: Job) -> tuple[int, int]:
+    """(steps per epoch, total training steps) of a training job, the dataset's recipe
+    filling in what its flagfile does not say (as the entry point does).
+
+    Raises:
+      ValueError: unknown dataset or a batch larger than the training set.
+    """
+    from lrm_tf.data.registry import recipe_of, training_images
+
+    dataset = _value(job, "dataset", "mnist")
+    recipe = (recipe_of(dataset).settings if recipe_of(dataset) else {}) or {}
+    batch = int(_value(job, "batch_size", str(recipe.get("batch_size", 128))))
+    n_train = training_images(dataset, extra=_value(job, "svhn_extra", "false").lower() == "true")
+    limit = int(_value(job, "train_limit", "0"))
+    if limit:
+        n_train = min(n_train, limit)
+    per_epoch = n_train // batch
+    if per_epoch < 1:
+        raise ValueError(f"flags/{job.stem}.cfg: batch {batch} is larger than the {n_train} training images")
+    steps = int(_value(job, "train_steps", "0"))
+    epochs = int(_value(job, "train_epochs", str(recipe.get("train_epochs", 1))))
+    return per_epoch, steps if steps > 0 else epochs * per_epoch
+
+
+def scale_overrides(job: Job, scale: float) -> dict[str, str]:
+    """The flags that run a training job at `scale` of its iterations (see the module docstring).
+
+    Args:
+      job: a training job.
+      scale: in (0, 1]; 1 changes nothing.
+
+    Returns:
+      {flag: text}: train_steps, and the schedule in steps (lr_boundaries, lr_warmup,
+      schedule_unit) when the job has one.
+    """
+    if scale == 1 or not job.trains:
+        return {}
+    from lrm_tf.data.registry import recipe_of
+
+    per_epoch, total = total_steps(job)
+    steps = max(1, round(total * scale))
+    recipe = recipe_of(_value(job, "dataset", "mnist")) or None
+    settings = recipe.settings if recipe else {}
+    unit = _value(job, "schedule_unit", str(settings.get("schedule_unit", "epochs")))
+    per_unit = per_epoch if unit == "epochs" else 1
+    default_bounds = ",".join(f"{b:g}" for b in settings.get("lr_boundaries", (100, 150)))
+    bounds = [float(b) for b in _value(job, "lr_boundaries", default_bounds).split(",") if b.strip()]
+    warmup = float(_value(job, "lr_warmup", str(settings.get("lr_warmup", 0))))
+    return {
+        "train_steps": str(steps),
+        "schedule_unit": "steps",
+        "lr_boundaries": ",".join(f"{max(1, round(b * per_unit * scale))}" for b in bounds),
+        "lr_warmup": f"{warmup * per_unit * scale:g}",
+    }
+
+
+def _read_json(path: str):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def last_step(run_dir: str) -> tuple[int, float]:
+    """(the last step metrics.csv records, the seconds its rows add up to); (0, 0) when none."""
+    step, seconds = 0, 0.0
+    try:
+        with open(os.path.join(run_dir, "metrics.csv"), newline="") as f:
+            for row in csv.DictReader(f):
+                step = int(float(row.get("step") or step))
+                seconds += float(row.get("seconds") or 0)
+    except (OSError, ValueError):
+        return 0, 0.0
+    return step, seconds
+
+
+def failure_of(root: str, name: str) -> dict | None:
+    """The runner's record of a failed job (logs/<name>.json with "returncode" != 0), or None."""
+    record = _read_json(os.path.join(root, LOGS, f"{name}.json"))
+    return record if isinstance(record, dict) and record.get("returncode") not in (None, 0) else None
+
+
+def status_of(job: Job, run_dir: str, root: str, steps: int | None) -> tuple[str, str]:
+    """(status, detail) of one job's run (see the module docstring)."""
+    if job.trains:
+        state = (_read_json(os.path.join(run_dir, "run_state.json")) or {}).get("status")
+        recorded = (_read_json(os.path.join(run_dir, "flags.json")) or {}).get("train_steps")
+        if state and steps is not None and recorded is not None and int(recorded or 0) not in (0, steps):
+            return "conflict", f"holds a run of {recorded} steps, the plan needs {steps}"
+        if state == "finished":
+            return "done", ""
+        if state in ("not_learning", "diverged"):
+            return "failed", f"the training stopped: run_state.json says {state}"
+    else:
+        provenance = _read_json(os.path.join(run_dir, "provenance.json")) or {}
+        if job.mode in provenance:
+            return "done", ""
+    failure = failure_of(root, job.name)
+    if failure:
+        return "failed", failure.get("error") or f"exit status {failure['returncode']}"
+    if job.trains and os.path.isfile(os.path.join(run_dir, "checkpoints", "checkpoint")):
+        step, _ = last_step(run_dir)
+        return "partial", f"step {step} of {steps}"
+    return "missing", ""
+
+
+def job_args(job: Job, root: str, flags_dir: str, extra: dict[str, str], scale: float) -> list[str]:
+    """The arguments of `python -m lrm_tf.main` that run `job` with its runs under `root`."""
+    overrides = {**job.overrides, **scale_overrides(job, scale)}
+    for flag in ("load_from", "transfer_targets"):
+        paths = overrides.get(flag, job.flags.get(flag, ""))
+        if paths:
+            overrides[flag] = ",".join(os.path.join(root, p[len(RUNS) :]) for p in paths.split(","))
+    overrides["model_dir"] = os.path.join(root, job.run)
+    args = [f"--flagfile={os.path.join(flags_dir, job.stem + '.cfg')}"]
+    args += [f"--{k}={v}" for k, v in {**overrides, **extra}.items()]
+    return args
+
+
+def make_plan(
+    table: str,
+    root: str,
+    *,
+    scale: float = 1.0,
+    extra: dict[str, str] | None = None,
+    flags_dir: str = FLAGS_DIR,
+    published: dict | None = None,
+) -> list[PlannedRun]:
+    """Every run `table` needs, dependencies first, with its status and command.
+
+    Args:
+      table: a table id (`lrm_tf.reproduce.catalogue.tables`).
+      root: the folder holding one run directory per job (runs/<stem> in the flagfiles).
+      scale: fraction of the training iterations, in (0, 1].
+      extra: flags given to every job ({name: text}, e.g. local_data, eval_examples); they
+        override the flagfiles'.
+      flags_dir: the flags/ folder.
+      published: the published rows (default: lrm_tf/report/published.json).
+
+    Returns:
+      PlannedRuns in an order in which every run comes after the runs it reads.
+
+    Raises:
+      KeyError: unknown table. ValueError: scale outside (0, 1], or a broken catalogue.
+    """
+    if not 0 < scale <= 1:
+        raise ValueError(f"scale {scale:g} must be in (0, 1]")
+    root = os.path.abspath(root)
+    jobs, own = jobs_for(table, flags_dir, published)
+    plan = []
+    for job in jobs:
+        steps = (
+            int(scale_overrides(job, scale).get("train_steps", 0)) or total_steps(job)[1]
+            if job.trains
+            else None
+        )
+        run_dir = os.path.join(root, job.run)
+        status, detail = status_of(job, run_dir, root, steps if scale != 1 else None)
+        args = job_args(job, root, flags_dir, dict(extra or {}), scale)
+        plan.append(PlannedRun(job, run_dir, status, detail, steps, args, own=job.name in own))
+    return plan
+
+
+def device_kind() -> str:
+    """'gpu' when an NVIDIA GPU is visible (without importing TensorFlow), else 'cpu'."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return "cpu"
+    return "gpu" if shutil.which("nvidia-smi") or os.path.exists("/dev/nvidia0") else "cpu"
+
+
+def forward_flops() -> dict[str, float]:
+    """Forward FLOPs per image of each model/dataset pair ("resnet_simple/cifar10"), as
+    benchmarks/gpu_cost.py --write_flops counted them."""
+    text = resources.files("lrm_tf.reproduce").joinpath("forward_flops.json").read_text(encoding="utf-8")
+    return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
+
+
+def _hours(hours: tuple[float, float] | None) -> str:
+    if hours is None:
+        return "?"
+    low, high = hours
+    if high == 0:
+        return "0"
+    fmt = lambda h: f"{h * 60:.0f} min" if h < 1 else f"{h:.1f} h"  # noqa: E731
+    return fmt(low) if abs(high - low) < 1e-9 else f"{fmt(low)} - {fmt(high)}"
+
+
+def plan_markdown(table: str, plan: list[PlannedRun], root: str, scale: float, how: str = "") -> str:
+    """The plan as Markdown: a line per run (what it needs, status, remaining cost), then the
+    commands in order.
+
+    Args:
+      table: the table id.
+      plan: the output of `make_plan` (hours set by `cost.estimate_hours`, else "?").
+      root: the plan's root folder.
+      scale: the fraction of the papers' training iterations.
+      how: how the costs were estimated (a line).
+    """
+    counts = {s: sum(r.status == s for r in plan) for s in STATUSES}
+    lines = [
+        f"# Plan of {table}: {len(plan)} runs under {root}"
+        + ("" if scale == 1 else f", at {scale:g} of the papers' training iterations"),
+        "",
+        ", ".join(f"{n} {s}" for s, n in counts.items() if n) + (f". Costs: {how}." if how else "."),
+        "",
+        "| # | run | mode | needs | status | cost left |",
+        "|---:|---|---|---|---|---:|",
+    ]
+    position = {r.name: k + 1 for k, r in enumerate(plan)}
+    for k, r in enumerate(plan, 1):
+        needs = ", ".join(f"#{position[n]}" for n in r.job.needs if n in position) or "—"
+        status = r.status + (f" ({r.detail})" if r.detail else "")
+        role = "" if r.own else " (for a row)"
+        lines.append(f"| {k} | `{r.name}`{role} | {r.job.mode} | {needs} | {status} | {_hours(r.hours)} |")
+    total = [sum(r.hours[i] for r in plan if r.hours) for i in (0, 1)]
+    lines += [
+        "",
+        f"Total left: {_hours(tuple(total))}"
+        + (" (some runs unknown)" if any(r.hours is None for r in plan) else ""),
+        "",
+    ]
+    lines += ["Commands, in order:", ""] + [f"{k}. `{r.command()}`" for k, r in enumerate(plan, 1)]
+    return "\n".join(lines) + "\n"
