@@ -188,15 +188,22 @@ def status_of(job: Job, run_dir: str, root: str, steps: int | None) -> tuple[str
     return "missing", ""
 
 
+def _shown(path: str) -> str:
+    """A path as the commands show it: relative to the working directory when inside it (the
+    runner starts every child there)."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
 def job_args(job: Job, root: str, flags_dir: str, extra: dict[str, str], scale: float) -> list[str]:
     """The arguments of `python -m lrm_tf.main` that run `job` with its runs under `root`."""
     overrides = {**job.overrides, **scale_overrides(job, scale)}
     for flag in ("load_from", "transfer_targets"):
         paths = overrides.get(flag, job.flags.get(flag, ""))
         if paths:
-            overrides[flag] = ",".join(os.path.join(root, p[len(RUNS) :]) for p in paths.split(","))
-    overrides["model_dir"] = os.path.join(root, job.run)
-    args = [f"--flagfile={os.path.join(flags_dir, job.stem + '.cfg')}"]
+            overrides[flag] = ",".join(_shown(os.path.join(root, p[len(RUNS) :])) for p in paths.split(","))
+    overrides["model_dir"] = _shown(os.path.join(root, job.run))
+    args = [f"--flagfile={_shown(os.path.join(flags_dir, job.stem + '.cfg'))}"]
     args += [f"--{k}={v}" for k, v in {**overrides, **extra}.items()]
     return args
 

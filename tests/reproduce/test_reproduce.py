@@ -269,3 +269,13 @@ def test_killed_table_resumes_without_retraining_and_ends_equal(toy_flags, two_w
     again = _reproduce(toy_flags, root)
     started = [line for line in again.stdout.splitlines() if "] start " in line]
     assert len(started) == 1 and "toy_t1_broken" in started[0], again.stdout
+
+
+def test_every_model_of_the_catalogue_has_a_flop_count():
+    from lrm_tf.reproduce import cost
+
+    counts = plan.forward_flops()
+    runs = plan.make_plan("all", "/tmp/nowhere")
+    for run in (r for r in runs if r.job.trains):
+        key = cost.model_key(cost._values(run))
+        assert key in counts, f"{run.name}: {key} missing: python benchmarks/gpu_cost.py --write_flops"
