@@ -74,6 +74,29 @@ def check_scale(settings) -> None:
         raise UsageError(e.render("--")) from None
 
 
+def check_jit(settings) -> None:
+    """--jit_compile with a training step XLA cannot compile: one line before any training.
+    XLA (CPU and GPU) has no kernel for Fingerprint, which keys every random start per example
+    (attacks/_common.example_keys), nor for StatelessRandomGammaV3, mixup's Beta draw
+    (BUILD_NOTES.md, GPU readiness check)."""
+    from lrm_tf import attacks
+
+    if not settings.train.jit_compile or FLAGS.mode != "train":
+        return
+    objective = settings.objective
+    if objective.adv_train and attacks.parse_attack(objective.adv_train).rand_init:
+        raise UsageError(
+            f"--jit_compile cannot compile --adv_train={objective.adv_train}: XLA has no kernel for the "
+            "per-example keys of its random start (Fingerprint); drop --jit_compile (--attack_xla_step "
+            "compiles the attack's steps)"
+        )
+    if objective.mixup != "none":
+        raise UsageError(
+            f"--jit_compile cannot compile --mixup={objective.mixup}: XLA has no kernel for its Beta "
+            "draw (StatelessRandomGammaV3); drop --jit_compile"
+        )
+
+
 def check_replicas(batch_size: int, replicas: int) -> None:
     if batch_size % replicas:
         raise UsageError(f"--batch_size={batch_size} must be divisible by the {replicas} replicas")

@@ -166,6 +166,7 @@ def from_flags() -> Settings:
         distribute=distribute,
     )
     checks.check_scale(settings)
+    checks.check_jit(settings)
     checks.check_paths()
     return settings
 

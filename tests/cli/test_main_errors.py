@@ -73,6 +73,9 @@ BAD_INPUTS = [
     (["--noise_sigma=8"], "--noise_sigma=8: must be at most 1: values are in the [0, 1] input scale"),
     (["--adv_train=pgd3_xent", "--adv_train_eps=8"], "--adv_train_eps=8: must be at most 1"),
     (["--adv_train=pgd3_xent", "--adv_train_eps_step=2"], "--adv_train_eps_step=2: must be at most 1"),
+    # XLA cannot compile the per-example random start nor mixup's Beta draw.
+    (["--jit_compile", "--adv_train=pgd3_xent"], "--jit_compile cannot compile --adv_train=pgd3_xent"),
+    (["--jit_compile", "--mixup=vh_mixup"], "--jit_compile cannot compile --mixup=vh_mixup"),
     # Storage: a URL is refused, not created as a local folder named gs:.
     (["--model_dir=gs://bucket/run", "--train_steps=1"], "--model_dir=gs://bucket/run: cloud"),
     (["--mode=eval", "--load_from=gs://bucket/run"], "--load_from=gs://bucket/run: cloud"),
