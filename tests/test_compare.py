@@ -92,7 +92,14 @@ def test_markdown_side_by_side(two_runs):
 def test_flagfile_recorded_in_flags_json_wins(tmp_path):
     run = _run(
         tmp_path / "runs" / "lrm_t1_cifar10_pgd",
-        {"flagfile": ["flags/common.cfg", "flags/alp_t7_mnist_squeeze.cfg"], "model_dir": "x"},
+        {
+            "_sources": {  # as the entry point records where each value came from
+                "batch_size": "flagfile: flags/base/madry_mnist.cfg",
+                "dataset": "flagfile: flags/alp_t7_mnist_squeeze.cfg",
+                "seed": "default",
+            },
+            "model_dir": "x",
+        },
         {"clean": 0.99},
     )
     [row] = [r for r in compare.compare_runs([run]) if r["attack"] == "clean"]

@@ -1,8 +1,8 @@
 """Our numbers next to the papers': one row per (run, attack) with ours, published and delta.
 
-A run directory is matched to its published row (lrm_tf.report.published) by, in order: the flagfile
-recorded in its flags.json (`flagfile`, a path or a list of paths, when the entry point records
-it), the basename of the recorded --model_dir, the basename of the directory itself. A name
+A run directory is matched to its published row (lrm_tf.report.published) by, in order: the
+flagfiles its flags.json says its values came from (`_sources`: "flagfile: PATH"), the basename
+of the recorded --model_dir, the basename of the directory itself. A name
 matches a flagfile stem exactly or, failing that, by its longest stem prefix followed by
 '_', '-' or '.', so `runs/lrm_t1_cifar10_lrm_seed2` is compared with `lrm_t1_cifar10_lrm`.
 
@@ -42,12 +42,12 @@ def _read_json(path: str):
 
 
 def _candidates(run_dir: str, flags: dict) -> list[str]:
-    names = []
-    flagfile = flags.get("flagfile")
-    if isinstance(flagfile, str) and flagfile:
-        names.append(flagfile)
-    elif isinstance(flagfile, (list, tuple)):
-        names.extend(reversed([f for f in flagfile if f]))  # the last flagfile given wins
+    # The flagfiles the run's flags came from (flags.json's "_sources": "flagfile: PATH"), the
+    # row's own file naming model_dir, dataset and mode before its base recipes.
+    sources = flags.get("_sources") or {}
+    tag = "flagfile: "
+    files = [v[len(tag) :] for v in sources.values() if isinstance(v, str) and v.startswith(tag)]
+    names = list(dict.fromkeys(files))
     if flags.get("model_dir"):
         names.append(str(flags["model_dir"]))
     names.append(run_dir)
@@ -59,8 +59,8 @@ def match_run(run_dir: str, flags: dict | None = None) -> str | None:
 
     Args:
         run_dir: the run directory.
-        flags: its flags.json, if read ("flagfile" and "model_dir" are tried before the
-            directory's own name).
+        flags: its flags.json, if read (the flagfiles of "_sources" and "model_dir" are
+            tried before the directory's own name).
 
     Returns:
         The stem (a key of PUBLISHED), or None when no published row matches.
