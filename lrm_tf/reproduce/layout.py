@@ -94,7 +94,7 @@ def _cell(cell: dict | None) -> str:
     return ours if cell["published"] is None else f"{ours} / {cell['published']:g}"
 
 
-def table_markdown(table: str, rows: list[dict], scale: float, title: str = "") -> str:
+def table_markdown(table: str, rows: list[dict], scale: float, title: str = "", note: str = "") -> str:
     """The table as Markdown (see the module docstring).
 
     Args:
@@ -102,6 +102,7 @@ def table_markdown(table: str, rows: list[dict], scale: float, title: str = "") 
       rows: the output of `table_rows`.
       scale: the fraction of the papers' training iterations the runs used.
       title: a heading (default: the table id).
+      note: a line under the table (e.g. the run time).
     """
     columns: list[str] = []
     for row in rows:
@@ -126,10 +127,14 @@ def table_markdown(table: str, rows: list[dict], scale: float, title: str = "") 
         lines.append(
             f"| {row['row']} (`{row['stem']}`) | " + " | ".join(cells) + f" | {status.replace('|', '/')} |"
         )
+    if note:
+        lines += ["", note]
     return "\n".join(lines) + "\n"
 
 
-def write_table(root: str, table: str, rows: list[dict], scale: float, title: str = "") -> tuple[str, str]:
+def write_table(
+    root: str, table: str, rows: list[dict], scale: float, title: str = "", note: str = ""
+) -> tuple[str, str]:
     """Writes <root>/reproduce_<table>.json ({"table", "scale", "rows"}) and .md, atomically.
 
     Returns:
@@ -141,6 +146,6 @@ def write_table(root: str, table: str, rows: list[dict], scale: float, title: st
     return write_report(
         root,
         f"reproduce_{table}",
-        {"table": table, "scale": scale, "rows": rows},
-        table_markdown(table, rows, scale, title),
+        {"table": table, "scale": scale, "rows": rows, "note": note},
+        table_markdown(table, rows, scale, title, note),
     )

@@ -19,6 +19,7 @@ A failed job is reported and the jobs that read it are reported as blocked; the 
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import signal
 import subprocess
@@ -213,6 +214,23 @@ def run_plan(
     return outcomes
 
 
+def _time_note(plan: list[PlannedRun], root: str) -> str:
+    """How long the table's runs took, from the runner's records (the last attempt of each)."""
+    seconds, counted = 0.0, 0
+    for run in plan:
+        try:
+            with open(os.path.join(root, LOGS, f"{run.name}.json")) as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            continue
+        seconds += float(record.get("seconds") or 0)
+        counted += 1
+    if not counted:
+        return ""
+    hours = seconds / 3600
+    return f"Run time: {hours:.2f} h over {counted} of {len(plan)} runs (sum of each run's last attempt)."
+
+
 def reproduce(
     table: str,
     root: str,
@@ -265,7 +283,7 @@ def reproduce(
     outcomes = run_plan(plan, root, workers=workers, shard=shard, poll_seconds=poll_seconds, echo=echo)
     plan = planned()  # statuses as the runs left them
     rows = layout.table_rows(plan, outcomes, published)
-    _, md = layout.write_table(root, table, rows, scale)
+    _, md = layout.write_table(root, table, rows, scale, note=_time_note(plan, root))
     with open(md) as f:
         echo("\n" + f.read(), end="")
     echo(f"table written to {md}")

@@ -2,6 +2,8 @@
 to end on the digits data (trainings, a transfer row, a derived black-box column, a failing row),
 killed in the middle and rerun, and run with two workers."""
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -92,14 +94,20 @@ def test_status_of_a_run_directory(tmp_path):
 
 
 def test_bad_reproduce_flags_are_one_line_errors():
+    from lrm_tf import main
+
     for flags, message in [
         ([], "needs --table"),
+        (["--table=lrm_t9"], "unknown table 'lrm_t9'"),
         (["--table=lrm_t1", "--shard=2/2"], "--shard=2/2"),
         (["--table=lrm_t1", "--scale=0"], "--scale=0"),
         (["--table=lrm_t1", "--workers=0"], "--workers=0"),
     ]:
-        proc = run_main("--mode=reproduce", *flags, "--plan", check=False)
-        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+            code = main.run_argv(["lrm_tf", "--mode=reproduce", *flags, "--plan"])
+        lines = [line for line in stderr.getvalue().splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1 and message in lines[0], stderr.getvalue()
 
 
 # ----------------------------------------------------------------------------- a toy table, end to end
