@@ -349,6 +349,8 @@ def run_reproduce(s: Settings, run):
             extra[name] = str(value).lower() if isinstance(value, bool) else cli_flags.show(value)
     default_root = "runs" if FLAGS.scale == 1 else f"runs/scale_{FLAGS.scale:g}"
     root = FLAGS.model_dir if FLAGS["model_dir"].present else default_root
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise UsageError(f"--model_dir={root}: not a folder (the table's runs go in it)")
     try:
         code = reproduce(
             FLAGS.table,
@@ -361,6 +363,8 @@ def run_reproduce(s: Settings, run):
         )
     except (KeyError, ValueError) as e:
         raise UsageError(f"--table={FLAGS.table}: {e.args[0] if e.args else e}") from None
+    except OSError as e:
+        raise UsageError(f"--model_dir={root}: cannot write there ({e.strerror or e})") from None
     if code:
         raise SystemExit(code)
 

@@ -12,9 +12,12 @@ import os
 
 from lrm_tf.report.compare import CompareError, run_results
 from lrm_tf.report.published import PUBLISHED
+from lrm_tf.reproduce.catalogue import BLACKBOX
 
 DASH = "—"
 EXTRA = ("autoattack", "worst_case")  # measured columns shown beside the paper's
+# How far from finished each status is: a row shows the worst of its runs'.
+RANK = {"done": 0, "running": 1, "partial": 2, "missing": 3, "failed": 4, "conflict": 5}
 
 
 def _percent(entry) -> float | None:
@@ -33,12 +36,12 @@ def column_name(key: str) -> str:
     return key
 
 
-def table_rows(plan, outcomes: dict | None = None, published: dict | None = None) -> list[dict]:
+def table_rows(plan, published: dict | None = None) -> list[dict]:
     """One dict per row of the table (the plan's own jobs with published numbers).
 
     Args:
-      plan: PlannedRuns (`make_plan`), statuses as they are now on disk.
-      outcomes: the runner's outcomes ({name: {"status"/"returncode", "error"}}), if it ran.
+      plan: PlannedRuns (`make_plan`), statuses as they are now on disk (a run the runner
+        blocked or saw fail has its record in logs/, so it reads failed with its error).
       published: the published rows (default: PUBLISHED).
 
     Returns:
@@ -46,7 +49,6 @@ def table_rows(plan, outcomes: dict | None = None, published: dict | None = None
       "published"}} in the paper's column order, then the extra measured columns.
     """
     published = PUBLISHED if published is None else published
-    outcomes = outcomes or {}
     by_name = {r.name: r for r in plan}
     rows = []
     for run in plan:
@@ -58,22 +60,12 @@ def table_rows(plan, outcomes: dict | None = None, published: dict | None = None
         except CompareError as e:
             ours = {}
             run.detail = str(e)
-        status, error = run.status, run.detail if run.status in ("failed", "conflict") else ""
-        for name in (run.name, run.name + "+blackbox"):
-            outcome = outcomes.get(name)
-            if outcome and (
-                outcome.get("returncode") not in (None, 0) or outcome.get("status") in ("blocked", "conflict")
-            ):
-                status, error = outcome.get("status", "failed"), outcome.get("error", "")
-                break
-            derived = by_name.get(name)
-            if (
-                derived is not None
-                and derived is not run
-                and derived.status in ("failed", "conflict")
-                and not outcome
-            ):
-                status, error = derived.status, derived.detail
+        # A row is as far as the least finished of its runs: its own and its black-box job.
+        status, error = "done", ""
+        for job_run in filter(None, (run, by_name.get(run.name + BLACKBOX))):
+            if RANK[job_run.status] > RANK[status]:
+                status = job_run.status
+                error = job_run.detail if job_run.status in ("failed", "conflict") else ""
         if status == "missing" and not ours:
             status = "not run"
         cells = {

@@ -3,11 +3,15 @@
 Status of a run (`status_of`), read from its run directory under the plan's root:
   done     training: run_state.json says finished; eval/transfer: provenance.json holds the
            mode's record (written last, after the results).
+  running  a runner's child runs it now (logs/<name>.lock: host, pid; a lock of this host whose
+           process is gone is stale and ignored).
   partial  training with a complete checkpoint to resume from (the step from metrics.csv).
-  failed   the runner recorded a failure (logs/<name>.json: exit status and last error line),
-           or the run stopped as not learning; a rerun tries it again.
-  conflict the directory holds a run made with another number of training steps (another
-           --scale): never resumed or replaced by the plan; remove it or choose another root.
+  failed   the runner recorded a failure (logs/<name>.json: exit status and last error line, or
+           blocked because a run it reads failed), or the run stopped as not learning or
+           diverging; a rerun tries it again.
+  conflict the directory holds a run made with another --train_steps than the plan's command
+           gives (another --scale, or a full-scale run under a reduced plan): never resumed or
+           replaced by the plan; remove it or choose another root.
   missing  nothing yet.
 
 Reduced scale (`scale_overrides`): `scale` < 1 trains every row for that fraction of its
@@ -36,7 +40,7 @@ from importlib import resources
 
 from lrm_tf.reproduce.catalogue import FLAGS_DIR, RUNS, Job, jobs_for
 
-STATUSES = ("done", "partial", "missing", "failed", "conflict")
+STATUSES = ("done", "running", "partial", "missing", "failed", "conflict")
 LOGS = "logs"  # the runner's folder under the root: <name>.log, <name>.json
 # Effective TFLOP/s of these fp32 TensorFlow models, (low, high): one modern GPU as
 # benchmarks/gpu_cost.py assumes (60-200), and the 2-core development CPU as measured there
@@ -57,6 +61,7 @@ class PlannedRun:
       args: the command's arguments after `python -m lrm_tf.main`.
       hours: remaining (low, high) hours on the device, once estimated.
       own: whether the job is a row of the table (else what a row needs).
+      train_steps: the --train_steps value its command gives (0: the flagfile's epochs).
     """
 
     job: Job
@@ -67,6 +72,7 @@ class PlannedRun:
     args: list[str]
     hours: tuple[float, float] | None = None
     own: bool = True
+    train_steps: int | None = None  # the --train_steps its command gives (0: epochs); None: no training
 
     @property
     def name(self) -> str:
@@ -159,26 +165,73 @@ def last_step(run_dir: str) -> tuple[int, float]:
 
 
 def failure_of(root: str, name: str) -> dict | None:
-    """The runner's record of a failed job (logs/<name>.json with "returncode" != 0), or None."""
+    """The runner's record of a job that did not finish: logs/<name>.json with a non-zero exit
+    status, or marked blocked (a run it reads failed); None otherwise."""
     record = _read_json(os.path.join(root, LOGS, f"{name}.json"))
-    return record if isinstance(record, dict) and record.get("returncode") not in (None, 0) else None
+    if not isinstance(record, dict):
+        return None
+    return record if record.get("blocked") or record.get("returncode") not in (None, 0) else None
 
 
-def status_of(job: Job, run_dir: str, root: str, steps: int | None) -> tuple[str, str]:
-    """(status, detail) of one job's run (see the module docstring)."""
+def lock_path(root: str, name: str) -> str:
+    """logs/<name>.lock: held while a runner's child runs the job (host, pid, started)."""
+    return os.path.join(root, LOGS, f"{name}.lock")
+
+
+def lock_holder(root: str, name: str) -> dict | None:
+    """Who runs the job now ({"host", "pid", "started"}), or None. A lock left by a process of
+    this host that no longer exists (a killed runner) is stale: None."""
+    import socket
+
+    holder = _read_json(lock_path(root, name))
+    if not isinstance(holder, dict):
+        return None
+    if holder.get("host") == socket.gethostname():
+        try:
+            os.kill(int(holder.get("pid", -1)), 0)
+        except (OSError, ValueError):
+            return None
+    return holder
+
+
+def _recorded_steps(run_dir: str) -> int | None:
+    flags = _read_json(os.path.join(run_dir, "flags.json"))
+    if not isinstance(flags, dict) or "train_steps" not in flags:
+        return None
+    return int(flags["train_steps"] or 0)
+
+
+def status_of(
+    job: Job, run_dir: str, root: str, steps: int | None, train_steps: int | None = None
+) -> tuple[str, str]:
+    """(status, detail) of one job's run (see the module docstring).
+
+    Args:
+      job: the job.
+      run_dir: its run directory.
+      root: the plan's root (logs/ is there).
+      steps: the training steps the plan runs (for the detail of a partial run).
+      train_steps: the --train_steps value the plan's command gives (0: the flagfile's epochs);
+        a run directory whose flags.json records another holds another scale's run: conflict.
+    """
     if job.trains:
         state = (_read_json(os.path.join(run_dir, "run_state.json")) or {}).get("status")
-        recorded = (_read_json(os.path.join(run_dir, "flags.json")) or {}).get("train_steps")
-        if state and steps is not None and recorded is not None and int(recorded or 0) not in (0, steps):
-            return "conflict", f"holds a run of {recorded} steps, the plan needs {steps}"
+        recorded = _recorded_steps(run_dir)
+        if state and train_steps is not None and recorded is not None and recorded != train_steps:
+            wanted = f"{train_steps} steps" if train_steps else "the flagfile's epochs"
+            have = f"{recorded} steps" if recorded else "the flagfile's epochs"
+            return "conflict", f"holds a run of {have}, the plan needs {wanted} (another --scale?)"
         if state == "finished":
             return "done", ""
-        if state in ("not_learning", "diverged"):
-            return "failed", f"the training stopped: run_state.json says {state}"
     else:
         provenance = _read_json(os.path.join(run_dir, "provenance.json")) or {}
         if job.mode in provenance:
             return "done", ""
+    holder = lock_holder(root, job.name)
+    if holder:
+        return "running", f"on {holder.get('host')} (pid {holder.get('pid')}) since {holder.get('started')}"
+    if job.trains and state in ("not_learning", "diverged"):
+        return "failed", f"the training stopped: run_state.json says {state}"
     failure = failure_of(root, job.name)
     if failure:
         return "failed", failure.get("error") or f"exit status {failure['returncode']}"
@@ -195,8 +248,9 @@ def _shown(path: str) -> str:
     return path if relative.startswith("..") else relative
 
 
-def job_args(job: Job, root: str, flags_dir: str, extra: dict[str, str], scale: float) -> list[str]:
-    """The arguments of `python -m lrm_tf.main` that run `job` with its runs under `root`."""
+def job_args(job: Job, root: str, flags_dir: str, scale: float) -> list[str]:
+    """The arguments of `python -m lrm_tf.main` that run `job` with its runs under `root`: its
+    flagfile, then its overrides (the plan's flags for every row among them), then the scale's."""
     overrides = {**job.overrides, **scale_overrides(job, scale)}
     for flag in ("load_from", "transfer_targets"):
         paths = overrides.get(flag, job.flags.get(flag, ""))
@@ -204,7 +258,7 @@ def job_args(job: Job, root: str, flags_dir: str, extra: dict[str, str], scale: 
             overrides[flag] = ",".join(_shown(os.path.join(root, p[len(RUNS) :])) for p in paths.split(","))
     overrides["model_dir"] = _shown(os.path.join(root, job.run))
     args = [f"--flagfile={_shown(os.path.join(flags_dir, job.stem + '.cfg'))}"]
-    args += [f"--{k}={v}" for k, v in {**overrides, **extra}.items()]
+    args += [f"--{k}={v}" for k, v in overrides.items()]
     return args
 
 
@@ -240,15 +294,21 @@ def make_plan(
     jobs, own = jobs_for(table, flags_dir, published)
     plan = []
     for job in jobs:
-        steps = (
-            int(scale_overrides(job, scale).get("train_steps", 0)) or total_steps(job)[1]
-            if job.trains
-            else None
-        )
+        # The flags given to every row count as the row's own: its steps and schedule, scaled.
+        job = dataclasses.replace(job, overrides={**job.overrides, **(extra or {})})
         run_dir = os.path.join(root, job.run)
-        status, detail = status_of(job, run_dir, root, steps if scale != 1 else None)
-        args = job_args(job, root, flags_dir, dict(extra or {}), scale)
-        plan.append(PlannedRun(job, run_dir, status, detail, steps, args, own=job.name in own))
+        args = job_args(job, root, flags_dir, scale)
+        steps = train_steps = None
+        if job.trains:
+            given = [a.split("=", 1)[1] for a in args if a.startswith("--train_steps=")]
+            train_steps = int(given[-1] if given else job.flags.get("train_steps", "0") or 0)
+            steps = train_steps or total_steps(job)[1]
+        status, detail = status_of(job, run_dir, root, steps, train_steps)
+        plan.append(
+            PlannedRun(
+                job, run_dir, status, detail, steps, args, own=job.name in own, train_steps=train_steps
+            )
+        )
     return plan
 
 

@@ -18,17 +18,19 @@ A failed job is reported and the jobs that read it are reported as blocked; the 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 
 from lrm_tf import killpoints
 from lrm_tf.report.rundir import write_json_atomic
-from lrm_tf.reproduce.plan import LOGS, PlannedRun, status_of
+from lrm_tf.reproduce.plan import LOGS, PlannedRun, failure_of, lock_holder, lock_path, status_of
 
 BLOCKED = "blocked"
 
@@ -55,14 +57,42 @@ def visible_gpus() -> list[str]:
 
 
 def last_error(log_path: str) -> str:
-    """The line a failed child ended with: its last 'error' line, else its last line."""
+    """The line a failed child ended with: its last 'error' line, else its last line, from the
+    last attempt only (the log keeps every attempt, each after a '=== ' header)."""
     try:
         with open(log_path, errors="replace") as f:
-            lines = [line.strip() for line in f.read().splitlines()[-200:] if line.strip()]
+            text = f.read()[-200_000:]
     except OSError:
         return ""
+    attempt = text.rsplit("\n=== ", 1)[-1].split("\n", 1)[-1] if "\n=== " in text else text
+    lines = [line.strip() for line in attempt.splitlines() if line.strip()]
     errors = [line for line in lines if "error" in line.lower()]
     return (errors or lines or [""])[-1][:300]
+
+
+def _acquire(root: str, name: str) -> bool:
+    """Takes logs/<name>.lock for this process (False: another live runner holds it); a stale
+    lock (its process of this host is gone) is replaced."""
+    path = lock_path(root, name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            if lock_holder(root, name) is not None:
+                return False
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump({"host": socket.gethostname(), "pid": os.getpid(), "started": _now()}, f)
+        return True
+    return False
+
+
+def _release(root: str, name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(lock_path(root, name))
 
 
 def _now() -> str:
@@ -140,66 +170,80 @@ def run_plan(
         raise ValueError(f"workers must be at least 1, got {workers}")
     if not 0 <= index < count:
         raise ValueError(f"shard {index}/{count}: need 0 <= i < n")
+    started_at = time.time()
     by_name = {r.name: r for r in plan}
-    status = {r.name: r.status for r in plan}
-    mine = [r for k, r in enumerate(plan) if k % count == index]
+    mine_names = {r.name for k, r in enumerate(plan) if k % count == index}
+    # Runs this runner does not run (another host's share, or one another runner holds): polled.
+    # A failure they recorded before this runner started is stale: their runner retries it.
+    watched = {r.name for r in plan if r.name not in mine_names}
+    status = {r.name: ("done" if r.status == "done" else "pending") for r in plan}
     outcomes: dict[str, dict] = {}
-    for r in mine:
-        if r.status in ("done", "conflict"):
+    for r in plan:
+        if r.name in mine_names and r.status in ("done", "conflict"):
             outcomes[r.name] = {"status": r.status, "error": r.detail}
-    pending = [r for r in mine if r.name not in outcomes]
-    for r in pending:
-        status[r.name] = "pending"  # an earlier failure is retried
+            status[r.name] = r.status
+    pending = [r for r in plan if r.name in mine_names and r.name not in outcomes]
     gpus = visible_gpus()
     running: dict[str, _Child] = {}
     free = list(range(workers))
-    echo(
-        f"reproduce: {len(pending)} of {len(mine)} runs to do, {workers} worker(s)"
-        + (f", GPUs {','.join(gpus)}" if gpus else "")
-    )
+    last_poll = 0.0
+    gpu_text = f", GPUs {','.join(gpus)}" if gpus else ""
+    echo(f"reproduce: {len(pending)} of {len(mine_names)} runs to do, {workers} worker(s){gpu_text}")
+
+    def poll(name: str) -> None:
+        run = by_name[name]
+        found, detail = status_of(run.job, run.run_dir, root, run.steps, run.train_steps)
+        if found == "failed":
+            record = failure_of(root, name) or {}
+            if float(record.get("t_end") or 0) < started_at:
+                found = "pending"  # stale: its runner tries it again
+        status[name] = found if found in ("done", "failed", "conflict") else "pending"
+
+    def block(run: PlannedRun, bad: list[str]) -> None:
+        error = f"blocked: needs {', '.join(bad)}, which did not finish"
+        record = {"name": run.name, "returncode": None, "blocked": True, "error": error, "t_end": time.time()}
+        write_json_atomic(os.path.join(root, LOGS, f"{run.name}.json"), record)
+        status[run.name] = "failed"  # for what needs it, here and on other hosts
+        outcomes[run.name] = {"status": BLOCKED, "error": error}
+        echo(f"blocked {run.name}: needs {', '.join(bad)}")
+
     while pending or running:
         for name, child in list(running.items()):
             if child.process.poll() is None:
                 continue
             record = child.finish()
+            _release(root, name)
             del running[name]
             free.append(child.worker)
             outcomes[name] = record
             ok = record["returncode"] == 0
             status[name] = "done" if ok else "failed"
+            error = "" if ok else f": {record['error']}"
             minutes = record["seconds"] / 60
-            echo(
-                f"[{record['ended']}] {'done' if ok else 'FAILED'} {name} ({minutes:.1f} min)"
-                + ("" if ok else f": {record['error']}")
-            )
+            echo(f"[{record['ended']}] {'done' if ok else 'FAILED'} {name} ({minutes:.1f} min){error}")
             killpoints.hit("reproduce_row")
-        waiting_elsewhere = False
+        if time.time() - last_poll >= poll_seconds:
+            for name in watched:
+                if status[name] == "pending":
+                    poll(name)
+            last_poll = time.time()
         for r in list(pending):
             needs = [n for n in r.job.needs if n in by_name]
-            for n in needs:  # another host's job: read its status from the shared root
-                if (
-                    n not in running
-                    and status[n] not in ("done", "failed", BLOCKED)
-                    and by_name[n] not in mine
-                ):
-                    status[n] = status_of(by_name[n].job, by_name[n].run_dir, root, by_name[n].steps)[0]
-                    status[n] = "pending" if status[n] in ("missing", "partial") else status[n]
-            bad = [n for n in needs if status[n] in ("failed", BLOCKED, "conflict")]
+            bad = [n for n in needs if status[n] in ("failed", "conflict")]
             if bad:
                 pending.remove(r)
-                status[r.name] = BLOCKED
-                outcomes[r.name] = {
-                    "status": BLOCKED,
-                    "error": f"needs {', '.join(bad)}, which did not finish",
-                }
-                echo(f"blocked {r.name}: needs {', '.join(bad)}")
+                block(r, bad)
                 continue
             if any(status[n] != "done" for n in needs):
-                waiting_elsewhere |= any(by_name[n] not in mine for n in needs if status[n] != "done")
                 continue
             if not free:
                 break
             pending.remove(r)
+            if not _acquire(root, r.name):  # another runner on this root runs it: wait for it
+                watched.add(r.name)
+                outcomes[r.name] = {"status": "running elsewhere", "error": ""}
+                echo(f"{r.name}: another runner holds {lock_path(root, r.name)}; waiting for it")
+                continue
             worker = free.pop(0)
             running[r.name] = _Child(r, root, worker, gpus)
             status[r.name] = "running"
@@ -208,8 +252,6 @@ def run_plan(
         if running:
             time.sleep(0.2)
         elif pending:
-            if not waiting_elsewhere:  # cannot happen with a plan in dependency order
-                raise RuntimeError(f"nothing can start: {[r.name for r in pending]}")
             time.sleep(poll_seconds)
     return outcomes
 
@@ -280,9 +322,9 @@ def reproduce(
         how = cost.estimate_hours(plan)
         echo(plan_markdown(table, plan, root, scale, how), end="")
         return 0
-    outcomes = run_plan(plan, root, workers=workers, shard=shard, poll_seconds=poll_seconds, echo=echo)
+    run_plan(plan, root, workers=workers, shard=shard, poll_seconds=poll_seconds, echo=echo)
     plan = planned()  # statuses as the runs left them
-    rows = layout.table_rows(plan, outcomes, published)
+    rows = layout.table_rows(plan, published)
     _, md = layout.write_table(root, table, rows, scale, note=_time_note(plan, root))
     with open(md) as f:
         echo("\n" + f.read(), end="")

@@ -89,8 +89,12 @@ def test_status_of_a_run_directory(tmp_path):
     (run / "run_state.json").write_text(json.dumps({"status": "finished"}))
     assert status() == ("done", "")
     (run / "flags.json").write_text(json.dumps({"train_steps": 2000}))
-    assert status(2000) == ("done", "")
-    assert status(40)[0] == "conflict"  # another --scale's run is never resumed or replaced
+    assert plan.status_of(job, str(run), str(tmp_path), 2000, 2000) == ("done", "")
+    for other in (40, 0):  # another --scale's run, or a reduced run under a full-scale plan
+        assert plan.status_of(job, str(run), str(tmp_path), other, other)[0] == "conflict"
+    (run / "run_state.json").write_text(json.dumps({"status": "training"}))
+    (tmp_path / "logs" / f"{job.name}.lock").write_text(json.dumps({"host": "elsewhere", "pid": 1}))
+    assert plan.status_of(job, str(run), str(tmp_path), 2000, 2000)[0] == "running"
 
 
 def test_bad_reproduce_flags_are_one_line_errors():
@@ -102,6 +106,7 @@ def test_bad_reproduce_flags_are_one_line_errors():
         (["--table=lrm_t1", "--shard=2/2"], "--shard=2/2"),
         (["--table=lrm_t1", "--scale=0"], "--scale=0"),
         (["--table=lrm_t1", "--workers=0"], "--workers=0"),
+        (["--table=lrm_t1", f"--model_dir={__file__}"], "not a folder"),
     ]:
         stderr = io.StringIO()
         with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
@@ -287,3 +292,96 @@ def test_every_model_of_the_catalogue_has_a_flop_count():
     for run in (r for r in runs if r.job.trains):
         key = cost.model_key(cost._values(run))
         assert key in counts, f"{run.name}: {key} missing: python benchmarks/gpu_cost.py --write_flops"
+
+
+# ----------------------------------------------------------------------------- the runner across hosts
+
+
+class _InstantChild:
+    """Stands in for a child process: the job 'runs' at once and leaves what a real run leaves."""
+
+    def __init__(self, run, root, worker, gpus):
+        from lrm_tf.report.rundir import write_json_atomic
+
+        self.run, self.worker, self.root = run, worker, root
+        os.makedirs(run.run_dir, exist_ok=True)
+        if run.job.trains:
+            write_json_atomic(os.path.join(run.run_dir, "flags.json"), {"train_steps": run.train_steps})
+            write_json_atomic(os.path.join(run.run_dir, "run_state.json"), {"status": "finished"})
+        else:
+            write_json_atomic(os.path.join(run.run_dir, "provenance.json"), {run.job.mode: {}})
+        self.process = type("P", (), {"poll": lambda self: 0, "returncode": 0})()
+        self.started = "now"
+
+    def finish(self):
+        import time
+
+        from lrm_tf.report.rundir import write_json_atomic
+
+        record = {"name": self.run.name, "returncode": 0, "error": "", "ended": "now", "seconds": 0.0}
+        record["t_end"] = time.time()
+        write_json_atomic(os.path.join(self.root, "logs", f"{self.run.name}.json"), record)
+        return record
+
+
+def _host(toy_flags, root, shard, monkeypatch, poll=0.05):
+    import threading
+
+    from lrm_tf.reproduce import runner
+
+    monkeypatch.setattr(runner, "_Child", _InstantChild)
+    with open(os.path.join(toy_flags, "published.json")) as f:
+        published = json.load(f)
+    plan_ = plan.make_plan("toy_t1", str(root), flags_dir=toy_flags, published=published)
+    out, lines = {}, []
+    thread = threading.Thread(
+        target=lambda: out.update(
+            runner.run_plan(
+                plan_, str(root), shard=shard, poll_seconds=poll, echo=lambda *a, **k: lines.append(a[0])
+            )
+        ),
+        daemon=True,
+    )
+    thread.start()
+    return thread, out, lines
+
+
+def _finish_training(root, name, train_steps):
+    run = os.path.join(root, name)
+    os.makedirs(run, exist_ok=True)
+    with open(os.path.join(run, "flags.json"), "w") as f:
+        json.dump({"train_steps": train_steps}, f)
+    with open(os.path.join(run, "run_state.json"), "w") as f:
+        json.dump({"status": "finished"}, f)
+
+
+def test_another_hosts_old_failure_is_waited_for_not_blocking(toy_flags, tmp_path, monkeypatch):
+    import time
+
+    # Host 1 of 2 runs plan positions 1, 3, 5: toy_bbsource, toy_t1_b+blackbox (needs host 0's
+    # toy_t1_b) and toy_t1_broken. toy_t1_b failed in an earlier attempt; host 0 retries it.
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "toy_t1_b.json").write_text(
+        json.dumps({"returncode": 1, "error": "old", "t_end": 1.0})
+    )
+    thread, out, lines = _host(toy_flags, tmp_path, (1, 2), monkeypatch)
+    time.sleep(0.5)
+    assert thread.is_alive() and "toy_t1_b+blackbox" not in out, lines  # waiting, not blocked
+    _finish_training(tmp_path, "toy_t1_b", 40)  # host 0's retry succeeds
+    thread.join(timeout=30)
+    assert out["toy_t1_b+blackbox"]["returncode"] == 0, lines
+
+
+def test_a_fresh_failure_on_another_host_blocks_its_dependents_and_says_so(toy_flags, tmp_path, monkeypatch):
+    import time
+
+    thread, out, lines = _host(toy_flags, tmp_path, (1, 2), monkeypatch)
+    time.sleep(0.3)
+    (tmp_path / "logs" / "toy_t1_b.json").write_text(
+        json.dumps({"returncode": 3, "error": "error: no data", "t_end": time.time()})
+    )
+    thread.join(timeout=30)
+    assert out["toy_t1_b+blackbox"]["status"] == "blocked", lines
+    # The block is on disk, so a host waiting for this job learns it too (no endless wait).
+    record = json.loads((tmp_path / "logs" / "toy_t1_b+blackbox.json").read_text())
+    assert record["blocked"] and "toy_t1_b" in record["error"]
