@@ -186,3 +186,10 @@ def resolved() -> dict:
     """{flag: value} of every lrm_tf flag as parsed (what flags.json records)."""
     own = {f.name for module in (__name__, "lrm_tf.cli.modes") for f in FLAGS.get_flags_for_module(module)}
     return {name: FLAGS[name].value for name in sorted(own)}
+
+
+def given(exclude=()) -> dict[str, str]:
+    """{flag: its value as a command line writes it} of the lrm_tf flags given explicitly (on
+    the command line or in a flagfile), less those in `exclude`."""
+    values = {n: FLAGS[n].value for n in resolved() if FLAGS[n].present and n not in exclude}
+    return {n: str(v).lower() if isinstance(v, bool) else show(v) for n, v in values.items()}

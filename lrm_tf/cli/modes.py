@@ -329,24 +329,18 @@ def run_reproduce(s: Settings, run):
     """a paper table: plan, run what is missing in dependency order, resume, lay out"""
     from lrm_tf.cli import flags as cli_flags
     from lrm_tf.reproduce import reproduce
+    from lrm_tf.reproduce.runner import parse_shard
 
     if not FLAGS.table:
         raise UsageError("--mode=reproduce needs --table=<paper>_t<N> (e.g. lrm_t2) or --table=all")
-    try:
-        index, count = (int(v) for v in FLAGS.shard.split("/"))
-        if not 0 <= index < count:
-            raise ValueError
-    except ValueError:
-        raise UsageError(f"--shard={FLAGS.shard}: expected i/n with 0 <= i < n, e.g. 0/2") from None
-    if not 0 < FLAGS.scale <= 1:
-        raise UsageError(f"--scale={FLAGS.scale:g}: must be in (0, 1]")
-    if FLAGS.workers < 1:
-        raise UsageError(f"--workers={FLAGS.workers}: must be at least 1")
-    extra, known = {}, cli_flags.resolved()
-    for name in known:
-        if FLAGS[name].present and name not in REPRODUCE_FLAGS:
-            value = FLAGS[name].value
-            extra[name] = str(value).lower() if isinstance(value, bool) else cli_flags.show(value)
+    for flag, problem in (
+        ("scale", not 0 < FLAGS.scale <= 1 and "must be in (0, 1]"),
+        ("workers", FLAGS.workers < 1 and "must be at least 1"),
+        ("shard", parse_shard(FLAGS.shard) is None and "expected i/n with 0 <= i < n, e.g. 0/2"),
+    ):
+        if problem:
+            raise UsageError(f"--{flag}={cli_flags.show(FLAGS[flag].value)}: {problem}")
+    extra = cli_flags.given(exclude=REPRODUCE_FLAGS)
     default_root = "runs" if FLAGS.scale == 1 else f"runs/scale_{FLAGS.scale:g}"
     root = FLAGS.model_dir if FLAGS["model_dir"].present else default_root
     if os.path.exists(root) and not os.path.isdir(root):
@@ -359,7 +353,7 @@ def run_reproduce(s: Settings, run):
             extra=extra,
             plan_only=FLAGS.plan,
             workers=FLAGS.workers,
-            shard=(index, count),
+            shard=parse_shard(FLAGS.shard),
         )
     except (KeyError, ValueError) as e:
         raise UsageError(f"--table={FLAGS.table}: {e.args[0] if e.args else e}") from None

@@ -139,6 +139,15 @@ class _Child:
         return record
 
 
+def parse_shard(text: str) -> tuple[int, int] | None:
+    """(i, n) of a shard written 'i/n' with 0 <= i < n, else None."""
+    parts = text.split("/")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        return None
+    index, count = int(parts[0]), int(parts[1])
+    return (index, count) if 0 <= index < count else None
+
+
 def run_plan(
     plan: list[PlannedRun],
     root: str,
