@@ -368,3 +368,23 @@ class DistributeConfig(Config):
 
 
 # The configs whose fields are command-line flags, in the order `--help` lists them.
+
+
+def steps_plan(num_train: int, cfg: TrainConfig):
+    """(steps per epoch, total steps) of a run: whole batches only; train_steps > 0 wins.
+
+    Args:
+      num_train: training examples (after train_limit).
+      cfg: batch_size, train_epochs, train_steps.
+
+    Returns:
+      (num_train // batch_size, train_steps or train_epochs * steps per epoch).
+
+    Raises:
+      ValueError: the batch is larger than the training set.
+    """
+    steps_per_epoch = num_train // cfg.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"batch_size {cfg.batch_size} is larger than the {num_train} training examples")
+    total = cfg.train_steps if cfg.train_steps > 0 else cfg.train_epochs * steps_per_epoch
+    return steps_per_epoch, total

@@ -66,7 +66,7 @@ def flagfile_header(stem: str) -> list[str]:
     return lines + ["# " + line if line else "#" for line in NOTES[stem]]
 
 
-def _short_source(source: str) -> str:
+def short_source(source: str) -> str:
     """A black-box source as the index names it: the method part of a flagfile stem
     (lrm_bbsource_cifar10_pgd -> pgd, shafahi_t1_mnist_natural -> natural)."""
     m = re.match(r"^(?:lrm_draft|[a-z]+)_(?:bbsource|t\d+)_[a-z0-9]+_(.+)$", source)
@@ -78,7 +78,7 @@ def _published_cell(entry: dict) -> str:
     for key, value in entry["results"].items():
         if key.startswith("blackbox:"):
             _, source, attack = key.split(":")
-            cells.append(f"bb {_short_source(source)}/{attack} {value:g}")
+            cells.append(f"bb {short_source(source)}/{attack} {value:g}")
         else:
             cells.append(f"{key} {value:g}")
     text = ", ".join(cells) or "—"

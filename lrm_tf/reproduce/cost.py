@@ -124,13 +124,13 @@ def estimate_hours(plan: list[PlannedRun], device: str | None = None) -> str:
     low, high = DEVICE_TFLOPS[kind]
     flops = forward_flops()
     by_name = {r.name: r for r in plan}
-    costs, paces = {}, []
+    costs, done, paces = {}, {}, []
     for run in plan:
         try:
             costs[run.name] = run_flops(run, by_name, flops)
         except KeyError:
             costs[run.name] = None
-        step, seconds = last_step(run.run_dir) if run.job.trains else (0, 0.0)
+        done[run.name] = step, seconds = last_step(run.run_dir) if run.job.trains else (0, 0.0)
         if costs[run.name] and step and seconds > 0:
             paces.append(costs[run.name][0] * step / seconds / 1e12)
     how = f"{kind}, {low:g}-{high:g} effective TFLOP/s assumed"
@@ -145,7 +145,7 @@ def estimate_hours(plan: list[PlannedRun], device: str | None = None) -> str:
             run.hours = None
             continue
         per_step, evaluation = costs[run.name]
-        step, seconds = last_step(run.run_dir) if run.job.trains else (0, 0.0)
+        step, seconds = done[run.name]
         left = max((run.steps or 0) - step, 0)
         if step and seconds > 0:
             train = (left * seconds / step / 3600,) * 2

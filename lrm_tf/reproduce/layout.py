@@ -30,9 +30,9 @@ def column_name(key: str) -> str:
     """A column's header: the attack name, or `bb <source method>/<attack>` for a black-box one."""
     if key.startswith("blackbox:"):
         _, source, attack = key.split(":")
-        from lrm_tf.report.catalogue import _short_source
+        from lrm_tf.report.catalogue import short_source
 
-        return f"bb {_short_source(source)}/{attack}"
+        return f"bb {short_source(source)}/{attack}"
     return key
 
 

@@ -83,32 +83,57 @@ class PlannedRun:
         return "python -m lrm_tf.main " + " ".join(shlex.quote(a) for a in self.args)
 
 
-def _value(job: Job, name: str, default: str = "") -> str:
+def _value(job: Job, name: str, default: str | None = "") -> str | None:
     return job.overrides.get(name, job.flags.get(name, default))
 
 
+def _floats(text: str) -> tuple:
+    return tuple(float(v) for v in text.split(",") if v.strip())
+
+
+# The optimisation settings a schedule needs, and how their flag text becomes a value.
+_SCHEDULE = {
+    "batch_size": int,
+    "train_epochs": int,
+    "train_steps": int,
+    "lr_values": _floats,
+    "lr_boundaries": _floats,
+    "lr_warmup": float,
+    "schedule_unit": str,
+}
+
+
+def train_config(job: Job):
+    """A training job's schedule settings as the entry point resolves them: its flags over its
+    dataset's recipe (`TrainConfig.for_dataset`), the library defaults under both."""
+    from lrm_tf.config import DataConfig, TrainConfig
+
+    given = {
+        name: parse(_value(job, name))
+        for name, parse in _SCHEDULE.items()
+        if _value(job, name, None) is not None
+    }
+    return TrainConfig.for_dataset(_value(job, "dataset", DataConfig().dataset), **given)
+
+
 def total_steps(job: Job) -> tuple[int, int]:
-    """(steps per epoch, total training steps) of a training job, the dataset's recipe
-    filling in what its flagfile does not say (as the entry point does).
+    """(steps per epoch, total training steps) of a training job (`steps_plan`, as training
+    counts them).
 
     Raises:
       ValueError: unknown dataset or a batch larger than the training set.
     """
-    from lrm_tf.data.registry import recipe_of, training_images
+    from lrm_tf.config import DataConfig
+    from lrm_tf.config.training import steps_plan
+    from lrm_tf.data.registry import training_images
 
-    dataset = _value(job, "dataset", "mnist")
-    recipe = (recipe_of(dataset).settings if recipe_of(dataset) else {}) or {}
-    batch = int(_value(job, "batch_size", str(recipe.get("batch_size", 128))))
+    dataset = _value(job, "dataset", DataConfig().dataset)
     n_train = training_images(dataset, extra=_value(job, "svhn_extra", "false").lower() == "true")
     limit = int(_value(job, "train_limit", "0"))
-    if limit:
-        n_train = min(n_train, limit)
-    per_epoch = n_train // batch
-    if per_epoch < 1:
-        raise ValueError(f"flags/{job.stem}.cfg: batch {batch} is larger than the {n_train} training images")
-    steps = int(_value(job, "train_steps", "0"))
-    epochs = int(_value(job, "train_epochs", str(recipe.get("train_epochs", 1))))
-    return per_epoch, steps if steps > 0 else epochs * per_epoch
+    try:
+        return steps_plan(min(n_train, limit) if limit else n_train, train_config(job))
+    except ValueError as e:
+        raise ValueError(f"flags/{job.stem}.cfg: {e}") from None
 
 
 def scale_overrides(job: Job, scale: float) -> dict[str, str]:
@@ -120,26 +145,18 @@ def scale_overrides(job: Job, scale: float) -> dict[str, str]:
 
     Returns:
       {flag: text}: train_steps, and the schedule in steps (lr_boundaries, lr_warmup,
-      schedule_unit) when the job has one.
+      schedule_unit).
     """
     if scale == 1 or not job.trains:
         return {}
-    from lrm_tf.data.registry import recipe_of
-
     per_epoch, total = total_steps(job)
-    steps = max(1, round(total * scale))
-    recipe = recipe_of(_value(job, "dataset", "mnist")) or None
-    settings = recipe.settings if recipe else {}
-    unit = _value(job, "schedule_unit", str(settings.get("schedule_unit", "epochs")))
-    per_unit = per_epoch if unit == "epochs" else 1
-    default_bounds = ",".join(f"{b:g}" for b in settings.get("lr_boundaries", (100, 150)))
-    bounds = [float(b) for b in _value(job, "lr_boundaries", default_bounds).split(",") if b.strip()]
-    warmup = float(_value(job, "lr_warmup", str(settings.get("lr_warmup", 0))))
+    cfg = train_config(job)
+    per_unit = per_epoch if cfg.schedule_unit == "epochs" else 1
     return {
-        "train_steps": str(steps),
+        "train_steps": str(max(1, round(total * scale))),
         "schedule_unit": "steps",
-        "lr_boundaries": ",".join(f"{max(1, round(b * per_unit * scale))}" for b in bounds),
-        "lr_warmup": f"{warmup * per_unit * scale:g}",
+        "lr_boundaries": ",".join(f"{max(1, round(b * per_unit * scale))}" for b in cfg.lr_boundaries),
+        "lr_warmup": f"{cfg.lr_warmup * per_unit * scale:g}",
     }
 
 

@@ -201,7 +201,7 @@ def run_plan(
 
     def poll(name: str) -> None:
         run = by_name[name]
-        found, detail = status_of(run.job, run.run_dir, root, run.steps, run.train_steps)
+        found, _ = status_of(run.job, run.run_dir, root, run.steps, run.train_steps)
         if found == "failed":
             record = failure_of(root, name) or {}
             if float(record.get("t_end") or 0) < started_at:

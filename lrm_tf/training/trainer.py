@@ -15,6 +15,7 @@ import tensorflow as tf
 from lrm_tf import data as data_lib
 from lrm_tf import models
 from lrm_tf.config import Objective, Threat, TrainConfig
+from lrm_tf.config.training import steps_plan
 from lrm_tf.inputs import check_arrays
 from lrm_tf.objectives.compose import compute_objective
 from lrm_tf.objectives.terms import term_names
@@ -132,26 +133,6 @@ class _OneEpochPerFit(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.model.stop_training = True
-
-
-def steps_plan(num_train: int, cfg: TrainConfig):
-    """(steps per epoch, total steps) of a run: whole batches only; train_steps > 0 wins.
-
-    Args:
-      num_train: training examples (after train_limit).
-      cfg: batch_size, train_epochs, train_steps.
-
-    Returns:
-      (num_train // batch_size, train_steps or train_epochs * steps per epoch).
-
-    Raises:
-      ValueError: the batch is larger than the training set.
-    """
-    steps_per_epoch = num_train // cfg.batch_size
-    if steps_per_epoch < 1:
-        raise ValueError(f"batch_size {cfg.batch_size} is larger than the {num_train} training examples")
-    total = cfg.train_steps if cfg.train_steps > 0 else cfg.train_epochs * steps_per_epoch
-    return steps_per_epoch, total
 
 
 def build_trainer(
