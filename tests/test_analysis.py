@@ -136,12 +136,26 @@ def test_logit_distributions_match_manual_statistics(mlp, digits):
     assert result["clean"]["mean_example_variance"] == pytest.approx(z.var(axis=1).mean(), rel=1e-5)
     assert result["clean"]["accuracy"] == pytest.approx(np.mean(z.argmax(1) == labels))
     np.testing.assert_allclose(result["clean"]["sum_abs_per_class"], np.abs(z).sum(0), rtol=1e-5)
+    assert result["clean"]["mean_norm"] == pytest.approx(np.sqrt((z**2).sum(1)).mean(), rel=1e-5)
+    p01, p99 = np.quantile(z, [0.01, 0.99])
+    assert result["clean"]["dynamic_range"] == pytest.approx(p99 - p01, rel=1e-5)
     assert sum(result["clean"]["histogram"]["counts"]) == z.size
     white_box, _ = evaluation.attack_accuracy(
         mlp, images, labels, "pgd10_xent", threat, seed=1, progress=False
     )
     assert result["adversarial"]["accuracy"] == pytest.approx(white_box)
     assert result["adversarial"]["accuracy"] < result["clean"]["accuracy"] - 0.2
+
+
+def test_bimodality_coefficient_by_hand():
+    # Two point masses {-1, 1}: skewness 0, kurtosis 1 -> (0 + 1) / 1 = 1.
+    assert analysis.logits.bimodality_coefficient(np.array([[-1.0, 1.0], [1.0, -1.0]])) == pytest.approx(1.0)
+    # {0, 0, 0, 4}: mean 1; deviations -1,-1,-1,3: m2 = 3, m3 = 6, m4 = 21;
+    # skewness^2 = 36/27 = 4/3, kurtosis = 21/9 = 7/3 -> (4/3 + 1) / (7/3) = 1.
+    assert analysis.logits.bimodality_coefficient(np.array([0.0, 0.0, 0.0, 4.0])) == pytest.approx(1.0)
+    # {0, 1, 2}: m2 = 2/3, m3 = 0, m4 = 2/3 -> kurtosis 1.5 -> 1 / 1.5 = 2/3.
+    assert analysis.logits.bimodality_coefficient(np.array([0.0, 1.0, 2.0, np.inf])) == pytest.approx(2 / 3)
+    assert np.isnan(analysis.logits.bimodality_coefficient(np.full(5, 3.0)))
 
 
 def test_loss_landscape_axes_match_a_manual_walk():

@@ -1,8 +1,8 @@
 """The papers' analyses of a trained classifier; each gives numbers (JSON) and a PNG.
 
-* `logit_distributions` (`logits`): histogram and variance of the logit values on clean and
-  adversarial test data (LRM, Summers & Dinneen 2019, figs. 1 and 2; per-class sums of |z| as
-  Shafahi et al. 2019, fig. 11).
+* `logit_distributions` (`logits`): histogram, variance, norm, dynamic range and bimodality of
+  the logit values on clean and adversarial test data (LRM, Summers & Dinneen 2019, figs. 1
+  and 2; per-class sums of |z| as Shafahi et al. 2019, fig. 11).
 * `linearized_robustness` (`eps_l`): Shafahi et al. eq. 4 per example - logit gap
   z_y - z_ybar, gradient gap ||grad z_y - grad z_ybar||_1, eps_L = gap / gradient gap - and
   gradient coherence cos(grad z_y, grad z_ybar) (Shafahi figs. 1, 3, 4 and table 1).

@@ -17,6 +17,19 @@ def logits_of(model, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
     return batched(lambda x: logits_fn(x), batch_size, np.asarray(images, np.float32))[0]
 
 
+def bimodality_coefficient(values: np.ndarray) -> float:
+    """Sarle's bimodality coefficient of the finite values, pooled: (g^2 + 1) / k with g the
+    skewness and k the (non-excess) kurtosis, both population moments (Pfister et al. 2013,
+    large-sample form). 5/9 for a uniform distribution, 1/3 for a normal one, up to 1 for two
+    point masses; NaN when the values are constant."""
+    v = np.asarray(values, np.float64).ravel()
+    v = v[np.isfinite(v)] - v[np.isfinite(v)].mean()
+    m2, m3, m4 = (np.mean(v**k) for k in (2, 3, 4))
+    if not m2 > 0:
+        return float("nan")
+    return float((m3**2 / m2**3 + 1) / (m4 / m2**2))
+
+
 def logit_distributions(
     model,
     images: np.ndarray,
@@ -29,7 +42,13 @@ def logit_distributions(
 
     variance: of all logit values pooled over examples and classes (the "variance of the
     logits" LRM sec. 3.1 reports); mean_example_variance: variance across classes, averaged
-    over examples; sum_abs_per_class: sum over examples of |z_c| (Shafahi fig. 11).
+    over examples; sum_abs_per_class: sum over examples of |z_c| (Shafahi fig. 11);
+    mean_norm: the L2 norm of an example's logit vector, averaged over examples (LRM sec. 3's
+    "logit norm"); dynamic_range: p99 - p01 of the pooled logit values (LRM sec. 4's "dynamic
+    range of logits", read off its fig. 2 histograms; the 1% tails are left out so that one
+    outlier does not set it); bimodality: Sarle's coefficient (skewness^2 + 1) / kurtosis of
+    the pooled values (large-sample form, Pfister et al. 2013), above 5/9 (a uniform
+    distribution's value) for a bimodal one.
 
     Args:
       model: a Keras model, a loaded SavedModel or a callable images -> logits.
@@ -40,8 +59,8 @@ def logit_distributions(
 
     Returns:
       A JSON-able dict: attack, examples, and per data set (clean, adversarial) the logit
-      statistics, mean_example_variance, accuracy, true_class_logit statistics,
-      sum_abs_per_class and a histogram on edges shared by both sets.
+      statistics, mean_example_variance, mean_norm, dynamic_range, bimodality, accuracy,
+      true_class_logit statistics, sum_abs_per_class and a histogram on edges shared by both sets.
     """
     labels = np.asarray(labels)
     sets = {"clean": logits_of(model, images, batch_size)}
@@ -51,9 +70,13 @@ def logit_distributions(
     result = {"attack": attack_name if adv_images is not None else None, "examples": int(len(labels))}
     for name, z in sets.items():
         true_logit = z[np.arange(len(labels)), labels]
+        stats = summary_stats(z)
         result[name] = {
-            **summary_stats(z),
+            **stats,
             "mean_example_variance": float(z.var(axis=1).mean()),
+            "mean_norm": float(np.linalg.norm(z.astype(np.float64), axis=1).mean()),
+            "dynamic_range": stats["p99"] - stats["p01"],
+            "bimodality": bimodality_coefficient(z),
             "accuracy": float((z.argmax(axis=1) == labels).mean()),
             "true_class_logit": summary_stats(true_logit),
             "sum_abs_per_class": [float(v) for v in np.abs(z).sum(axis=0)],
@@ -76,7 +99,8 @@ def plot_logit_distributions(result: dict, path: str, caption=()):
         edges = np.asarray(h["edges"])
         label = (
             f"{name}{' (' + result['attack'] + ')' if name == 'adversarial' else ''}: "
-            f"variance {r['variance']:.3g}, accuracy {100 * r['accuracy']:.1f}%"
+            f"variance {r['variance']:.3g}, range {r['dynamic_range']:.3g}, "
+            f"accuracy {100 * r['accuracy']:.1f}%"
         )
         axes[0].stairs(h["counts"], edges, color=colors[name], label=label, linewidth=1.5)
         axes[1].bar(
