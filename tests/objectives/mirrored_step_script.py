@@ -4,6 +4,10 @@ difference of the updated weights. Run as a script (logical devices must be conf
 TensorFlow initialises):
 
     python mirrored_step_script.py alp lrm clean_pairing ...
+
+A name ending in "/local" runs that case with the global-batch gather of the batch-level
+terms switched off (each replica computes them on its own share): the mistake the test is
+there to catch, so its difference shows what the tolerance must stay below.
 """
 
 import sys
@@ -17,6 +21,7 @@ import numpy as np  # noqa: E402
 
 from lrm_tf import data, models, training  # noqa: E402
 from lrm_tf.config import Objective, Threat  # noqa: E402
+from lrm_tf.objectives import terms  # noqa: E402
 
 THREAT = Threat(eps=8 / 255, eps_step=2 / 255)
 CASES = {
@@ -62,6 +67,13 @@ if __name__ == "__main__":
     x, y = a.x_train.astype("float32") / 255.0, a.y_train
     mirrored_strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     for name in sys.argv[1:]:
-        single = one_step(tf.distribute.get_strategy(), CASES[name], x, y)
-        mirrored = one_step(mirrored_strategy, CASES[name], x, y)
+        case, local = name.removesuffix("/local"), name.endswith("/local")
+        single = one_step(tf.distribute.get_strategy(), CASES[case], x, y)
+        gather, mean = terms.global_batch, terms.global_mean
+        if local:
+            terms.global_batch, terms.global_mean = (lambda t: t), (lambda t: t)
+        try:
+            mirrored = one_step(mirrored_strategy, CASES[case], x, y)
+        finally:
+            terms.global_batch, terms.global_mean = gather, mean
         print(name, max(float(np.abs(p - q).max()) for p, q in zip(single, mirrored)), flush=True)
