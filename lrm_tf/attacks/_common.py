@@ -336,17 +336,37 @@ def _normal_rows(seeds, shape, like):
     )
 
 
+def _with_static_shape(draws, keys, shape):
+    # Once the module-level functions above have seen shapes of two lengths, reduce_retracing
+    # relaxes `shape` to [None] and their draws come back with an unknown rank, which breaks
+    # every caller that reduces over the example axes. What the caller knows is restored here.
+    value = tf.get_static_value(shape)
+    if value is not None:
+        dims = [int(d) for d in value]
+    elif shape.shape.rank == 1 and shape.shape[0] is not None:
+        dims = [None] * shape.shape[0]
+    else:
+        return draws
+    return tf.ensure_shape(draws, [keys.shape[0], *dims])
+
+
 def per_example_uniform(seed, keys, shape, minval, maxval, dtype=tf.float32):
     """[B, *shape] draws, uniform in [minval, maxval), each example from its own stream.
     Integer dtypes draw integers."""
     minval = tf.cast(minval, dtype)
     maxval = tf.cast(maxval, dtype)
-    return _uniform_rows(per_example_seeds(seed, keys), tf.cast(shape, tf.int32), minval, maxval)
+    shape = tf.cast(shape, tf.int32)
+    return _with_static_shape(
+        _uniform_rows(per_example_seeds(seed, keys), shape, minval, maxval), keys, shape
+    )
 
 
 def per_example_normal(seed, keys, shape, dtype=tf.float32):
     """[B, *shape] standard normal draws, each example from its own stream."""
-    return _normal_rows(per_example_seeds(seed, keys), tf.cast(shape, tf.int32), tf.zeros([], dtype))
+    shape = tf.cast(shape, tf.int32)
+    return _with_static_shape(
+        _normal_rows(per_example_seeds(seed, keys), shape, tf.zeros([], dtype)), keys, shape
+    )
 
 
 def random_lp_vector(x, norm: str, radius, seed, keys):

@@ -60,3 +60,32 @@ def test_random_start_without_steps_is_uniform_in_ball(logits_fn, batch):
     # No two examples share a start.
     flat = start.numpy().reshape(64, -1)
     assert len({row.tobytes() for row in flat}) == 64
+
+
+def test_draws_keep_their_rank_after_draws_of_other_lengths(logits_fn, batch):
+    """The per-example draws are module-level tf.functions with reduce_retracing: once they
+    have seen shapes of several lengths their `shape` argument is relaxed to [None]. The
+    draws must still have the caller's rank, or APGD's random start cannot reduce over the
+    example axes (it failed so when the test order changed)."""
+    from lrm_tf.attacks import _common
+
+    x, y = batch
+    seed = _common.as_seed((0, 1))
+    keys = _common.example_keys(x)
+    for shape in ([3], [2, 2], [2, 2, 1], list(x.shape[1:])):  # several lengths: relaxed
+        _common.per_example_uniform(seed, keys, shape, -1.0, 1.0)
+        _common.per_example_normal(seed, keys, shape)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, *x.shape[1:]], tf.float32)])
+    def draws(images):
+        k = _common.example_keys(images)
+        shape = tf.shape(images)[1:]
+        return _common.per_example_uniform(seed, k, shape, -1.0, 1.0), _common.per_example_normal(
+            seed, k, shape
+        )
+
+    for drawn in draws.get_concrete_function().structured_outputs:
+        assert drawn.shape.rank == x.shape.rank
+    attack = tf.function(build_attack("apgd10_ce", logits_fn, Threat(eps=EPS, eps_step=EPS / 4)))
+    x_adv = attack(x, y, tf.constant([1, 2], tf.int64))
+    assert np.all(perturbation_sizes(x_adv, x, "linf") <= EPS * (1 + 1e-5))

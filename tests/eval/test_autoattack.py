@@ -180,7 +180,21 @@ def test_softmax_random_and_zero_gradient_models_are_warnings(standin):
     noisy = run(standin_model(transform=lambda z: z + tf.random.normal(tf.shape(z), stddev=0.01)), x, y)
     assert any("randomised" in w and "autoattack_rand" in w for w in noisy.details["warnings"])
     masked = run(standin_model(transform=tf.stop_gradient), x, y).details["warnings"]
-    assert any(f"{N} points have a zero DLR gradient" in w for w in masked)
+    correct = N - N // 5  # ids % 5 == 0 are misclassified
+    assert any(
+        f"{correct} of the {correct} clean-correct points have a zero DLR gradient" in w for w in masked
+    )
+
+
+def test_zero_dlr_gradient_counts_only_the_clean_correct_points():
+    # Columns: clean-correct, outputs differ, probabilities, largest |DLR gradient|. A
+    # misclassified point whose label is the third logit has a constant DLR: not a warning.
+    spec = parse_attack("autoattack")
+    misclassified_zero = np.array([[1, 0, 0, 0.5], [0, 0, 0, 0.0], [0, 0, 0, 0.0]], np.float32)
+    assert not any("zero DLR" in w for w in autoattack.check_warnings(misclassified_zero, 10, spec))
+    correct_zero = np.array([[1, 0, 0, 0.5], [1, 0, 0, 0.0], [0, 0, 0, 0.0]], np.float32)
+    warnings = autoattack.check_warnings(correct_zero, 10, spec)
+    assert any("1 of the 2 clean-correct points have a zero DLR gradient" in w for w in warnings)
 
 
 def test_evaluate_attacks_reports_the_ensemble_row(standin):
