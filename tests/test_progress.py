@@ -70,12 +70,29 @@ def test_heartbeat_in_a_long_batch_estimates_from_the_rate():
     lines = stream.getvalue().splitlines()
     heartbeats = [line for line in lines if "last update" in line]
     assert len(heartbeats) == 2  # every FILE_HEARTBEAT = 30 s
-    # From the average rate, 7.5 s a tenth: 60 s for the rest, capped at one batch more.
+    # From the average rate, 7.5 s a tenth: the estimate is capped at one batch more (30%),
+    # and the 70% after it take 52.5 s at that rate, however long the late batch has run.
     assert heartbeats == [
-        "pgd20_xent: ~30% 2/10 batches [45s elapsed, ~30s left; last update 30s ago]",
-        "pgd20_xent: ~30% 2/10 batches [1m15s elapsed, ~0s left; last update 1m00s ago]",
+        "pgd20_xent: ~30% 2/10 batches [45s elapsed, ~52s left; last update 30s ago]",
+        "pgd20_xent: ~30% 2/10 batches [1m15s elapsed, ~52s left; last update 1m00s ago]",
     ]
     assert not CONTROL.search("\n".join(lines))
+
+
+def test_a_late_last_batch_shows_no_time_left():
+    task, clock, stream = _task()
+    clock.now = 10.0
+    task(0.5, "1/2 batches")
+    clock.now = 20.0  # the estimate reached 100% with the second batch still running
+    assert (
+        task.text(clock.now, estimate=True)
+        == "pgd20_xent: ~100% 1/2 batches [20s elapsed; last update 10s ago]"
+    )
+    clock.now = 15.0
+    assert (
+        task.text(clock.now, estimate=True)
+        == "pgd20_xent: ~75% 1/2 batches [15s elapsed, ~5s left; last update 5s ago]"
+    )
 
 
 def test_terminal_line_updates_in_place_and_ends_with_a_newline():

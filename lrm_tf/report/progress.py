@@ -216,13 +216,16 @@ class Task:
         The rate is the average since the start: cautious while the first batch (which also
         compiles the attack) weighs, and steady on long steps. Between two updates the
         estimate grows at that rate by at most the last update's increment (one more batch).
+        What is left is the rest after the estimate, at that rate: a batch slower than the
+        rate holds it still instead of running it down to zero (an AutoAttack stage's batch
+        can take minutes). None once the estimate reaches the end (the last batch is late).
         """
         if self._last_update is None or self._last_update <= self._start or self.fraction <= 0:
             return self.fraction, None
         rate = self.fraction / (self._last_update - self._start)
         since = now - self._last_update
         guess = min(self.fraction + rate * since, self.fraction + self._increment, 1.0)
-        return guess, max((1.0 - self.fraction) / rate - since, 0.0)
+        return guess, (1.0 - guess) / rate if guess < 1.0 else None
 
     def text(self, now: float, estimate: bool = False) -> str:
         """The progress line (no control characters)."""
