@@ -129,19 +129,37 @@ def load_keras(path: str) -> keras.Model:
     return keras.saving.load_model(path, safe_mode=True, compile=False)
 
 
-def load_classifier(path: str):
+def load_classifier(path: str, mixed_precision: str | None = None):
     """A callable images -> logits from a run directory (model.keras) or a SavedModel folder.
 
     A run directory loads its `.keras` file (a Keras model with batch norm available);
     a SavedModel loads with `tf.saved_model.load` - only load SavedModels you trust, since
     loading executes the graph they contain.
+
+    Args:
+      path: a run directory or a SavedModel folder.
+      mixed_precision: None (compute as saved), or 'none' (float32), 'mixed_float16' or
+        'mixed_bfloat16' for the layers of a `.keras` model (`lrm_tf.models.with_precision`).
+
+    Raises:
+      ValueError: `path` is neither; or a precision is asked of a SavedModel, whose graph
+        computes in the precision it was exported in.
     """
     if is_run_dir(path):
         keras_file = os.path.join(path, "model.keras")
         if os.path.exists(keras_file):
-            return load_keras(keras_file)
+            model = load_keras(keras_file)
+            if mixed_precision is None:
+                return model
+            from lrm_tf.models import with_precision
+
+            return with_precision(model, mixed_precision)
         path = os.path.join(path, "saved_model")
     if is_saved_model(path):
-        loaded = tf.saved_model.load(path)
-        return loaded
+        if mixed_precision is not None:
+            raise ValueError(
+                f"--mixed_precision={mixed_precision}: {path} is a SavedModel, which computes in the "
+                "precision it was exported in; leave --mixed_precision out"
+            )
+        return tf.saved_model.load(path)
     raise ValueError(f"--load_from={path} is neither a run directory (with flags.json) nor a SavedModel")

@@ -22,6 +22,7 @@ from lrm_tf.layers import PerImageStandardization, ZeroPadChannels
 _BN = dict(momentum=0.9, epsilon=1e-3)
 _LEAK = 0.1  # Madry's CIFAR ResNet uses leaky ReLU with slope 0.1 everywhere.
 MIXED_PRECISION = ("mixed_float16", "mixed_bfloat16")
+_FLOAT32_LOGITS = "logits_float32"
 
 
 class _Layers:
@@ -267,10 +268,7 @@ def build_model(
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    if mixed_precision != "none" and mixed_precision not in MIXED_PRECISION:
-        raise ValueError(
-            f"unknown mixed_precision {mixed_precision!r}; choose one of none, {', '.join(MIXED_PRECISION)}"
-        )
+    _check_precision(mixed_precision)
     unknown = sorted(set(model_args) - set(model_arguments(name)))
     if unknown:
         raise ValueError(f"{name} takes no argument {unknown[0]}")
@@ -278,11 +276,52 @@ def build_model(
     net = MODELS[name](
         tuple(input_shape), num_classes, seed=seed, synchronized_bn=synchronized_bn, dtype=dtype, **model_args
     )
-    if mixed_precision == "none":
-        return net
+    return net if mixed_precision == "none" else _float32_logits(net)
+
+
+def with_precision(model: keras.Model, mixed_precision: str) -> keras.Model:
+    """A copy of `model` whose layers compute in `mixed_precision`, with the same weights.
+
+    Evaluates a model in another precision than it was trained in: a bfloat16-trained model in
+    float32 (the check that its robustness is not an artefact of bfloat16 rounding), or a float32
+    one in half precision for speed.
+
+    Args:
+      model: a Keras functional model (of `build_model`, or loaded from a `.keras` file).
+      mixed_precision: 'none' (float32), 'mixed_float16' or 'mixed_bfloat16'.
+
+    Returns:
+      keras.Model with the same input, its own copy of the weights (float32 variables), and
+      float32 logits.
+
+    Raises:
+      ValueError: an unknown mixed_precision.
+    """
+    _check_precision(mixed_precision)
+    policy = "float32" if mixed_precision == "none" else mixed_precision
+
+    def clone(layer):
+        keep = isinstance(layer, layers.InputLayer) or layer.name == _FLOAT32_LOGITS
+        return layer.__class__.from_config({**layer.get_config(), **({} if keep else {"dtype": policy})})
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    if policy != "float32" and copy.layers[-1].name != _FLOAT32_LOGITS:
+        copy = _float32_logits(copy)
+    return copy
+
+
+def _check_precision(mixed_precision: str):
+    if mixed_precision != "none" and mixed_precision not in MIXED_PRECISION:
+        raise ValueError(
+            f"unknown mixed_precision {mixed_precision!r}; choose one of none, {', '.join(MIXED_PRECISION)}"
+        )
+
+
+def _float32_logits(net: keras.Model) -> keras.Model:
     # Float32 logits: the cross-entropies, logit penalties and attack losses lose too much in
     # half precision (the Keras mixed-precision guide's advice for the last layer).
-    logits = layers.Activation("linear", dtype="float32", name="logits_float32")(net.output)
+    logits = layers.Activation("linear", dtype="float32", name=_FLOAT32_LOGITS)(net.output)
     return keras.Model(net.input, logits, name=net.name)
 
 

@@ -122,3 +122,20 @@ def test_attacks_keep_the_gradients_of_confident_examples(quickstart_net, policy
     assert fgsm16 == fgsm32, (fgsm16, fgsm32)
     # The model itself keeps computing in half precision after the attack.
     assert half.layers[1].compute_dtype == policy.split("_")[1]
+
+
+@pytest.mark.parametrize("name,shape", [("mnist_cnn", (8, 8, 1)), ("resnet8", (32, 32, 3))])
+def test_with_precision_switches_the_compute_precision_and_keeps_the_weights(name, shape):
+    half = models.build_model(name, shape, 10, seed=0, mixed_precision="mixed_bfloat16")
+    plain = models.build_model(name, shape, 10, seed=0)
+    x = tf.random.stateless_uniform([4, *shape], seed=[1, 2])
+    single = models.with_precision(half, "none")
+    assert {layer.compute_dtype for layer in single.layers} == {"float32"}
+    assert not any(a is b for a, b in zip(single.weights, half.weights))  # a copy, not shared
+    np.testing.assert_array_equal(single(x, training=False), plain(x, training=False))
+    back = models.with_precision(plain, "mixed_bfloat16")
+    assert [layer.compute_dtype for layer in back.layers if "conv" in layer.name][0] == "bfloat16"
+    assert back.layers[-1].compute_dtype == "float32" and back(x, training=False).dtype == tf.float32
+    np.testing.assert_array_equal(back(x, training=False), half(x, training=False))
+    with pytest.raises(ValueError, match="unknown mixed_precision 'float8'"):
+        models.with_precision(plain, "float8")

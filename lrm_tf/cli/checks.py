@@ -123,6 +123,11 @@ def check_paths() -> None:
         for path in group:
             if not (is_run_dir(path) or is_saved_model(path)):
                 raise UsageError(f"--{flag}={path}: not a run directory (flags.json) or a SavedModel")
+            if FLAGS["mixed_precision"].present and not os.path.exists(os.path.join(path, "model.keras")):
+                raise UsageError(
+                    f"--mixed_precision={FLAGS.mixed_precision}: {path} has no model.keras, and a SavedModel "
+                    "computes in the precision it was exported in; leave --mixed_precision out"
+                )
     if FLAGS.mode == "compare":
         for path in FLAGS.compare_runs:
             if not os.path.isdir(path):

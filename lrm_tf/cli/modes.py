@@ -23,12 +23,12 @@ def _test_images(s: Settings, arrays):
 
 
 def _loaded(source: str, s: Settings):
-    """The classifier in `source`; one line (exit 2) when it does not take the dataset's
-    images or predicts another number of classes."""
+    """The classifier in `source`, computing in --mixed_precision if given (else as saved); one
+    line (exit 2) when it does not take the dataset's images or predicts another number of classes."""
     from lrm_tf import export
     from lrm_tf.data import dataset_info
 
-    model, info = export.load_classifier(source), dataset_info(s.data.dataset)
+    model, info = export.load_classifier(source, s.load_precision), dataset_info(s.data.dataset)
     shape, classes = _model_io(model, info.image_shape)
     flag = f"--dataset={info.name}: the model in {source}"
     if classes == -1:

@@ -26,6 +26,9 @@ class Settings:
     analysis: config.AnalysisConfig
     audit: config.AuditConfig
     distribute: config.DistributeConfig
+    # The precision the modes that load a model.keras set it to: --mixed_precision when given,
+    # else None (as it was trained; the flag's value then is the run's, for the record).
+    load_precision: str | None = None
 
     def strategy(self):
         return strategy_for(self.distribute)
@@ -164,6 +167,7 @@ def from_flags() -> Settings:
         analysis=build(config.AnalysisConfig),
         audit=build(config.AuditConfig) if FLAGS.mode == "audit" else config.AuditConfig(),
         distribute=distribute,
+        load_precision=train.mixed_precision if FLAGS["mixed_precision"].present else None,
     )
     checks.check_scale(settings)
     checks.check_jit(settings)

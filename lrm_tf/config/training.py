@@ -130,7 +130,8 @@ class TrainConfig(Config):
         "none",
         "compute in half precision with float32 weights and "
         "logits (GPUs with tensor cores; float16 adds dynamic loss "
-        "scaling); slower on CPUs without half-precision arithmetic",
+        "scaling); slower on CPUs without half-precision arithmetic. Modes that load runs: the "
+        "precision their model.keras computes in (none: float32); left out, as trained",
         choices=("none", "mixed_float16", "mixed_bfloat16"),
         group="execution",
     )

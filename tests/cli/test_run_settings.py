@@ -81,3 +81,58 @@ def test_transfer_takes_the_run_and_every_mode_records_its_provenance(cifar_run,
     assert record["seed"] == 3 and record["flags"]["seed"] == 3 and record["flags"]["dataset"] == "cifar10"
     assert set(record["versions"]) >= {"lrm_tf", "tensorflow", "keras"} and all(record["versions"].values())
     assert record["date"][:2] == "20" and record["mode"] == "transfer"
+
+
+@pytest.fixture(scope="module")
+def bf16_run(tmp_path_factory):
+    """A run trained with bfloat16 layers (flags.json, model.keras, saved_model/)."""
+    path = tmp_path_factory.mktemp("bf16_run")
+    main.FLAGS.unparse_flags()
+    main.parse_flags(
+        ["lrm_tf", "--synthetic_data=8", "--mixed_precision=mixed_bfloat16", f"--model_dir={path}"]
+    )
+    write_json_atomic(str(path / "flags.json"), cli_flags.resolved())
+    main.FLAGS.unparse_flags()
+    net = models.build_model("mnist_cnn", (8, 8, 1), 10, seed=0, mixed_precision="mixed_bfloat16")
+    export.save_keras(net, str(path / "model.keras"))
+    export.export_saved_model(net, str(path / "saved_model"))
+    return path
+
+
+@pytest.mark.parametrize(
+    "given,compute",
+    [
+        ((), "bfloat16"),
+        (("--mixed_precision=none",), "float32"),
+        (("--mixed_precision=mixed_float16",), "float16"),
+    ],
+)
+def test_a_loaded_run_computes_in_the_precision_given_else_as_trained(
+    bf16_run, tmp_path, monkeypatch, given, compute
+):
+    """Before: --mixed_precision was ignored by eval, so a bfloat16 model could not be
+    evaluated in float32 (model.keras keeps its layers' policies)."""
+    from lrm_tf.cli import modes
+
+    loaded, real = [], modes._loaded
+    monkeypatch.setattr(modes, "_loaded", lambda source, s: loaded.append(real(source, s)) or loaded[-1])
+    out = tmp_path / "eval"
+    code, err, _ = _run(
+        "--mode=eval", f"--load_from={bf16_run}", f"--model_dir={out}", "--eval_attacks=clean", *given
+    )
+    assert code == 0, err
+    assert [layer.compute_dtype for layer in loaded[0].layers if "conv" in layer.name][0] == compute
+    record = json.loads((out / "provenance.json").read_text())["eval"]
+    assert record["flag_sources"]["mixed_precision"] == ("command line" if given else f"run: {bf16_run}")
+
+
+def test_a_precision_for_a_saved_model_is_one_line(bf16_run, tmp_path):
+    code, err, _ = _run(
+        "--mode=eval",
+        f"--load_from={bf16_run / 'saved_model'}",
+        f"--model_dir={tmp_path / 'e'}",
+        "--synthetic_data=8",
+        "--mixed_precision=none",
+    )
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("error: --mixed_precision=none: ") and "SavedModel" in err[0]
