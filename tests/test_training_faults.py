@@ -211,3 +211,28 @@ def test_divergence_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
     run_main(*BASE, "--mode=export", f"--model_dir={model_dir}")
     model = tf.saved_model.load(os.path.join(model_dir, "saved_model"))
     assert np.all(np.isfinite(model(tf.zeros([2, 8, 8, 1])).numpy()))
+
+
+@pytest.mark.parametrize(
+    "error,status", [(RuntimeError("disk full"), "failed"), (KeyboardInterrupt(), "interrupted")]
+)
+def test_an_unexpected_stop_is_recorded_and_the_same_command_resumes(tmp_path, monkeypatch, error, status):
+    """Before: an exception or Ctrl-C left run_state.json saying "training" for a run that no
+    process trains. Now the traceback still shows (an unexpected error is a bug to report), the
+    state says what stopped it, and the same command finishes the run."""
+    from lrm_tf import main, training
+
+    model_dir = tmp_path / "run"
+    argv = ["lrm_tf", *BASE, "--train_steps=4", f"--model_dir={model_dir}", "--noexport"]
+
+    def stop(*args, **kwargs):
+        raise error
+
+    with monkeypatch.context() as m:
+        m.setattr(training, "train", stop)
+        with pytest.raises(type(error)):
+            main.run_argv(argv)
+    state = json.loads((model_dir / "run_state.json").read_text())
+    assert state == {"status": status, "message": f"{type(error).__name__}: {error}"}
+    assert main.run_argv(argv) == 0
+    assert json.loads((model_dir / "run_state.json").read_text())["status"] == "finished"

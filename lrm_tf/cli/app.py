@@ -1,7 +1,9 @@
 """The program: parse the flags, build the settings, start TensorFlow, run the mode, and turn the
 expected failures into one line on stderr and an exit status (2: bad input, 3: missing data,
 4: a diverging run, 5: a run that did not learn: training accuracy at chance, or a loss mostly
-weight decay and not falling; run_state.json says "diverged" or "not_learning")."""
+weight decay and not falling; run_state.json says "diverged" or "not_learning"). A training run
+stopped by an unexpected error or Ctrl-C keeps its traceback and says "failed" or "interrupted",
+with the error, in run_state.json; the same command resumes it."""
 
 from __future__ import annotations
 
@@ -133,6 +135,20 @@ def _guarded(argv):
         RunDir(FLAGS.model_dir).set_state("not_learning", message=e.render("--"), **e.stats)
         print(f"error: {e.render('--')}", file=sys.stderr)
         sys.exit(5)
+    except (Exception, KeyboardInterrupt) as e:
+        _record_stop(RunDir(FLAGS.model_dir), e)
+        raise
+
+
+def _record_stop(run, error: BaseException) -> None:
+    """Marks a training run that an unexpected error or Ctrl-C stopped, so run_state.json does
+    not say "training" for a run nobody is training (a kill leaves "training": nothing runs)."""
+    if FLAGS.mode != "train" or FLAGS.strategy == "multiworker":  # a worker's error is not the run's
+        return
+    if run.read_json(run.state_json, {}).get("status") != "training":
+        return
+    status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+    run.set_state(status, message=f"{type(error).__name__}: {error}"[:1000])
 
 
 def run_main():

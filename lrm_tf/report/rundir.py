@@ -109,7 +109,8 @@ class RunDir:
         """Writes run_state.json atomically: {"status": status, **extra}.
 
         Args:
-          status: 'training' or 'finished'.
+          status: 'training', 'finished', 'diverged', 'not_learning', or 'failed' /
+            'interrupted' (an unexpected error or Ctrl-C; `lrm_tf.cli.app`).
           **extra: JSON-able entries (e.g. train_seconds).
         """
         write_json_atomic(self.state_json, {"status": status, **extra})
