@@ -15,12 +15,16 @@ from lrm_tf.report.rundir import write_json_atomic
 @pytest.fixture(scope="module")
 def cifar_run(tmp_path_factory):
     """A cifar10 run directory (flags.json of a synthetic-data run, model.keras, saved_model/)."""
-    path = tmp_path_factory.mktemp("cifar_run")
+    net = models.build_model("mnist_cnn", (32, 32, 3), 10, seed=0)
+    return _make_run(tmp_path_factory.mktemp("cifar_run"), ["--dataset=cifar10"], net)
+
+
+def _make_run(path, flags, net):
+    """`path` made a run directory of `net`, its flags.json that of a synthetic-data run with `flags`."""
     main.FLAGS.unparse_flags()
-    main.parse_flags(["lrm_tf", "--dataset=cifar10", "--synthetic_data=8", f"--model_dir={path}"])
+    main.parse_flags(["lrm_tf", *flags, "--synthetic_data=8", f"--model_dir={path}"])
     write_json_atomic(str(path / "flags.json"), cli_flags.resolved())
     main.FLAGS.unparse_flags()
-    net = models.build_model("mnist_cnn", (32, 32, 3), 10, seed=0)
     export.save_keras(net, str(path / "model.keras"))
     export.export_saved_model(net, str(path / "saved_model"))
     return path
@@ -86,17 +90,8 @@ def test_transfer_takes_the_run_and_every_mode_records_its_provenance(cifar_run,
 @pytest.fixture(scope="module")
 def bf16_run(tmp_path_factory):
     """A run trained with bfloat16 layers (flags.json, model.keras, saved_model/)."""
-    path = tmp_path_factory.mktemp("bf16_run")
-    main.FLAGS.unparse_flags()
-    main.parse_flags(
-        ["lrm_tf", "--synthetic_data=8", "--mixed_precision=mixed_bfloat16", f"--model_dir={path}"]
-    )
-    write_json_atomic(str(path / "flags.json"), cli_flags.resolved())
-    main.FLAGS.unparse_flags()
     net = models.build_model("mnist_cnn", (8, 8, 1), 10, seed=0, mixed_precision="mixed_bfloat16")
-    export.save_keras(net, str(path / "model.keras"))
-    export.export_saved_model(net, str(path / "saved_model"))
-    return path
+    return _make_run(tmp_path_factory.mktemp("bf16_run"), ["--mixed_precision=mixed_bfloat16"], net)
 
 
 @pytest.mark.parametrize(
